@@ -60,6 +60,8 @@ def add_click(m: np.ndarray, click: Click, radius: int = CLICK_RADIUS) -> np.nda
     overwrites whatever was there, older definite labels included (spec 7.7).
     """
     h, w = m.shape
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (click.y, click.x)):
+        raise ValueError(f"click coordinates must be integers, got ({click.y!r}, {click.x!r})")
     if not (0 <= click.y < h and 0 <= click.x < w):
         raise ValueError(f"click ({click.y}, {click.x}) lies outside the {h}x{w} click map")
     off = disk_offsets(radius)
@@ -90,22 +92,34 @@ def update_from_prediction(m: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return _TRANSITIONS[m, (pred > 0).astype(np.intp)]
 
 
+def _check_same_shape(pred: np.ndarray, gt: np.ndarray) -> None:
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} does not match ground truth {gt.shape}")
+
+
 def _error_distances(
-    pred: np.ndarray, gt: np.ndarray, not_clicked: np.ndarray | None
+    pred: np.ndarray, gt: np.ndarray, clicked: list[Click] | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact L2 distance transforms of the FN and FP regions, image border as boundary."""
+    """Exact L2 distance transforms of the FN and FP regions, image border as boundary.
+
+    Clicked pixels are removed from both regions *before* the transform (spec section 3, as the
+    authors' code does), so an ignored click acts as a boundary and is not clicked again next
+    to itself.
+    """
     valid = gt != IGNORE_LABEL
     fg = gt == 1
     pred_fg = pred > 0
     fn = fg & ~pred_fg & valid
     fp = ~fg & pred_fg & valid
+    for c in clicked or ():
+        if not (0 <= c.y < gt.shape[0] and 0 <= c.x < gt.shape[1]):
+            raise ValueError(f"clicked pixel ({c.y}, {c.x}) lies outside the {gt.shape} map")
+        fn[c.y, c.x] = False
+        fp[c.y, c.x] = False
     dts = []
     for region in (fn, fp):
         padded = np.pad(region.astype(np.uint8), 1)
-        dt = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-        if not_clicked is not None:
-            dt = dt * not_clicked
-        dts.append(dt)
+        dts.append(cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1])
     return dts[0], dts[1]
 
 
@@ -118,19 +132,15 @@ def next_click(
 ) -> Click | None:
     """Choose the next simulated click from the errors of ``pred`` against ``gt``.
 
-    ``gt`` holds 0 background, 1 foreground and 255 ignore. The click goes into the FN
-    region if its deepest point is deeper than the FP region's, else into the FP region.
-    With ``candidate_k == 1`` it is the deepest pixel (the first in row-major order, as in
-    the standard NoC protocol); with k > 1 (training) it is drawn at random among pixels
-    deeper than max / k. Pixels already clicked are excluded. Returns None when there is
-    no error left.
+    ``gt`` holds 0 background, 1 foreground and 255 ignore (ignored pixels are never errors).
+    The click goes into the FN region if its deepest point is deeper than the FP region's,
+    else into the FP region. With ``candidate_k == 1`` it is the deepest pixel (the first in
+    row-major order, as in the standard NoC protocol); with k > 1 (training) it is drawn at
+    random among pixels deeper than max / k. Pixels already clicked are excluded. Returns None
+    when there is no error left.
     """
-    not_clicked = None
-    if clicked:
-        not_clicked = np.ones(gt.shape, dtype=np.float32)
-        for c in clicked:
-            not_clicked[c.y, c.x] = 0.0
-    fn_dt, fp_dt = _error_distances(pred, gt, not_clicked)
+    _check_same_shape(pred, gt)
+    fn_dt, fp_dt = _error_distances(pred, gt, clicked)
     fn_max, fp_max = float(fn_dt.max()), float(fp_dt.max())
     if fn_max <= 0.0 and fp_max <= 0.0:
         return None
@@ -147,6 +157,7 @@ def next_click(
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     """Foreground IoU of a binary prediction against a {0, 1, 255} mask, ignoring 255."""
+    _check_same_shape(pred, gt)
     valid = gt != IGNORE_LABEL
     p = (pred > 0) & valid
     g = (gt == 1) & valid

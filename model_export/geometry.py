@@ -35,9 +35,11 @@ class CanvasGeometry:
         """Geometry for an ``h`` x ``w`` image; ``longest_side=None`` keeps the image size."""
         if h <= 0 or w <= 0:
             raise ValueError(f"image size must be positive, got {h}x{w}")
+        if longest_side is not None and longest_side <= 0:
+            raise ValueError(f"longest_side must be positive, got {longest_side}")
         scale = 1.0 if longest_side is None else longest_side / max(h, w)
-        rh = max(1, int(round(h * scale))) if longest_side else h
-        rw = max(1, int(round(w * scale))) if longest_side else w
+        rh = max(1, int(round(h * scale))) if longest_side is not None else h
+        rw = max(1, int(round(w * scale))) if longest_side is not None else w
         return cls(h, w, scale, rh, rw, _ceil_to(rh, STRIDE), _ceil_to(rw, STRIDE))
 
     def image_to_canvas(self, y: float, x: float) -> tuple[int, int]:

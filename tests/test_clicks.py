@@ -321,8 +321,7 @@ def test_clicked_pixels_are_excluded():
     gt[1:4, 1:6] = 1
     pred = np.zeros_like(gt)
     # Depth-2 pixels are (2, 2), (2, 3), (2, 4). Once (2, 2) is clicked it is never chosen
-    # again; the next click is another depth-2 pixel. (Which one depends on whether the
-    # clicked pixel also bounds the distance transform: see the xfail test below.)
+    # again; the next click is another depth-2 pixel (which one: see the next test).
     c = cm.next_click(pred, gt, clicked=[Click(2, 2, True)])
     assert c.positive and (c.y, c.x) in {(2, 3), (2, 4)}
     # All three depth-2 pixels clicked: depth-1 pixels remain; the first is (1, 1).
@@ -334,11 +333,6 @@ def test_clicked_pixels_are_excluded():
     assert cm.next_click(np.zeros_like(gt1), gt1, clicked=[Click(2, 3, True)]) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clicks.py multiplies the distance map by not-clicked after the transform (RITM style); "
-    "spec 3 and the authors' utils/click.py remove clicked pixels from the FN/FP masks before it",
-)
 def test_clicked_pixels_bound_the_distance_transform_as_in_spec_3():
     # Spec 3: "FN and FP masks excluding clicked pixels; exact L2 distance transform".
     # With (2, 2) removed from the FN mask rows 1..3 x cols 1..5, (2, 3) is at distance 1
@@ -405,16 +399,13 @@ def test_iou_of_empty_prediction_and_target_is_one():
 
 
 # --------------------------------------------------------------------------------------
-# Known gaps of clicks.py (reported; strict xfail so that a fix makes these fail loudly
-# until the marker is removed)
+# Shape checks
 # --------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="iou does not check shapes: a (1, W) prediction broadcasts over (H, W)")
 def test_iou_with_mismatched_shapes_is_refused():
     with pytest.raises(ValueError):
         cm.iou(np.ones((1, 5), np.uint8), np.zeros((4, 5), np.uint8))
 
 
-@pytest.mark.xfail(strict=True, reason="next_click does not check shapes: a (1, W) prediction broadcasts")
 def test_next_click_with_mismatched_shapes_is_refused():
     gt = np.zeros((4, 5), np.uint8)
     gt[1:3, 1:3] = 1
