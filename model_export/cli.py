@@ -19,6 +19,7 @@ def _add_train(sub) -> None:
     p.add_argument("--out", default="runs/default", help="run folder: checkpoints, log (default: %(default)s)")
     p.add_argument("--iters", type=int, default=20000)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=320, help="training window on the 512 canvas; 0 = full canvas")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=1500)
     p.add_argument("--workers", type=int, default=1)
@@ -39,6 +40,7 @@ def _run_train(a) -> int:
             print(f"error: training folder {d} does not exist", file=sys.stderr)
             return 2
     cfg = TrainConfig(config=a.config, data=a.data, cache=a.cache, out=a.out, iters=a.iters, batch=a.batch,
+                      crop=a.crop or None,
                       lr=a.lr, warmup=a.warmup, workers=a.workers, ckpt_every=a.ckpt_every,
                       val_every=a.val_every, val_samples=a.val_samples, device=a.device, threads=a.threads,
                       seed=a.seed)

@@ -139,3 +139,19 @@ def test_mask_on_canvas_pads_with_ignore_and_holdout_split_is_by_image(tmp_path)
     objs = folder_objects(_write_folder(tmp_path)) * 50
     train, held = split_holdout(objs, fraction=0.5)
     assert {o.image_path for o in train}.isdisjoint({o.image_path for o in held})
+
+
+def test_random_crop_window_is_aligned_and_holds_the_object():
+    import random
+
+    from model_export.training.samples import random_crop_window
+
+    gt = np.full((512, 512), 255, np.uint8)
+    gt[:400, :512] = 0
+    gt[300:340, 450:470] = 1
+    rng = random.Random(0)
+    for _ in range(100):
+        y, x = random_crop_window(gt, 320, rng)
+        assert y % 32 == 0 and x % 32 == 0
+        assert 0 <= y <= 192 and 0 <= x <= 192
+        assert (gt[y : y + 320, x : x + 320] == 1).any()

@@ -107,11 +107,45 @@ def mask_on_canvas(mask: np.ndarray, side: int = CANVAS_SIDE) -> np.ndarray:
     return out
 
 
+EMBED_STRIDE = 8  # the TinyViT embedding's stride on the decoder canvas
+CROP_ALIGN = 32  # crops keep the stride-32 grid of the pyramid aligned with full-canvas inference
+
+
+def random_crop_window(gt: np.ndarray, crop: int, rng: random.Random) -> tuple[int, int]:
+    """Top-left (y, x) of a ``crop`` x ``crop`` window, aligned to 32, holding part of the object.
+
+    A random object pixel is drawn and the window placed at a random aligned position that
+    contains it (like mmseg's crop that avoids windows of background only).
+    """
+    side = gt.shape[0]
+    ys, xs = np.nonzero(gt == 1)
+    if len(ys) == 0:
+        return 0, 0
+    i = rng.randrange(len(ys))
+    out = []
+    for c in (int(ys[i]), int(xs[i])):
+        lo = max(0, -(-(c - crop + 1) // CROP_ALIGN) * CROP_ALIGN)
+        hi = min(side - crop, (c // CROP_ALIGN) * CROP_ALIGN)
+        out.append(rng.randrange(lo, hi + 1, CROP_ALIGN) if hi >= lo else 0)
+    return out[0], out[1]
+
+
 class CachedEmbeddingDataset(Dataset):
-    def __init__(self, objects: list[ObjectRef], cache_dir: Path, use_flips: bool = True):
+    """Per object: cached embedding, canvas image and canvas mask, optionally a random crop.
+
+    ``crop`` (a multiple of 32, e.g. 320) trains on a window of the 512 canvas to save compute
+    on CPUs; the I-MSA pooling sizes adapt to the map size, as they do for small images.
+    """
+
+    def __init__(self, objects: list[ObjectRef], cache_dir: Path, use_flips: bool = True,
+                 crop: int | None = None, seed: int = 0):
         self.cache_dir = Path(cache_dir)
         self.objects = [o for o in objects if cache_path(self.cache_dir, o.dataset, o.image_path.stem).exists()]
         self.use_flips = use_flips
+        if crop is not None and (crop % CROP_ALIGN or not 0 < crop <= CANVAS_SIDE):
+            raise ValueError(f"crop must be a multiple of {CROP_ALIGN} in (0, {CANVAS_SIDE}], got {crop}")
+        self.crop = crop
+        self.rng = random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -120,14 +154,21 @@ class CachedEmbeddingDataset(Dataset):
         o = self.objects[i]
         emb_path = cache_path(self.cache_dir, o.dataset, o.image_path.stem)
         flip_path = emb_path.with_name(emb_path.stem + "__flip.npy")
-        flip = self.use_flips and flip_path.exists() and random.random() < 0.5
+        flip = self.use_flips and flip_path.exists() and self.rng.random() < 0.5
         emb = np.load(flip_path if flip else emb_path).astype(np.float32)
         rgb = load_rgb(o.image_path)
         mask = o.load_mask()
         if flip:
             rgb, mask = rgb[:, ::-1].copy(), mask[:, ::-1].copy()
+        image, gt = canvas_image(rgb), mask_on_canvas(mask)
+        if self.crop is not None and self.crop < CANVAS_SIDE:
+            y, x = random_crop_window(gt, self.crop, self.rng)
+            c, e = self.crop, EMBED_STRIDE
+            gt = gt[y : y + c, x : x + c]
+            image = image[:, y : y + c, x : x + c]
+            emb = emb[:, y // e : (y + c) // e, x // e : (x + c) // e]
         return {
-            "embedding": torch.from_numpy(emb),
-            "image": torch.from_numpy(canvas_image(rgb)),
-            "gt": torch.from_numpy(mask_on_canvas(mask)),
+            "embedding": torch.from_numpy(np.ascontiguousarray(emb)),
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "gt": torch.from_numpy(np.ascontiguousarray(gt)),
         }

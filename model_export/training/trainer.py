@@ -37,6 +37,7 @@ class TrainConfig:
     out: str = "runs/default"
     iters: int = 20000
     batch: int = 8
+    crop: int | None = 320  # train on 320x320 windows of the 512 canvas (CPU budget); None = full canvas
     lr: float = 1e-4
     weight_decay: float = 0.05
     warmup: int = 1500
@@ -133,11 +134,6 @@ def train(cfg: TrainConfig) -> Path:
         objects += discover_objects(Path(d))
     train_objs, held = split_holdout(objects)
     cache = Path(cfg.cache)
-    ds = CachedEmbeddingDataset(train_objs, cache)
-    held = [o for o in CachedEmbeddingDataset(held, cache, use_flips=False).objects]
-    if len(ds) == 0:
-        raise SystemExit(f"no training objects with cached embeddings under {cache}; run `interformer cache-features` first")
-
     model = build_model(CONFIGS[cfg.config]).to(cfg.device)
     opt = build_optimizer(model, cfg.lr, cfg.weight_decay)
     start = 0
@@ -149,15 +145,22 @@ def train(cfg: TrainConfig) -> Path:
         start = ck["iteration"]
         rng = np.random.default_rng(cfg.seed + start)
         print(f"resumed from {last} at iteration {start}")
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
-    loader = DataLoader(ds, batch_size=cfg.batch, shuffle=True, num_workers=cfg.workers,
-                        drop_last=True, persistent_workers=cfg.workers > 0)
+    held = [o for o in CachedEmbeddingDataset(held, cache, use_flips=False).objects]
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log = open(out / "log.jsonl", "a")
     it = start
     bar = tqdm(total=cfg.iters, initial=start, desc="train", unit="it")
     t_last = time.time()
+    epoch = 0
     while it < cfg.iters:
+        # Rebuilt every pass: picks up embeddings that a concurrent cache run has added since.
+        ds = CachedEmbeddingDataset(train_objs, cache, crop=cfg.crop, seed=cfg.seed + start + epoch)
+        if len(ds) < cfg.batch:
+            raise SystemExit(f"only {len(ds)} training objects have cached embeddings under {cache}; "
+                             "run `interformer cache-features` first")
+        loader = DataLoader(ds, batch_size=cfg.batch, shuffle=True, num_workers=cfg.workers, drop_last=True)
+        epoch += 1
         for batch in loader:
             if it >= cfg.iters:
                 break
@@ -180,6 +183,5 @@ def train(cfg: TrainConfig) -> Path:
                 tqdm.write(json.dumps(rec))
             log.write(json.dumps(rec) + "\n")
             log.flush()
-        # each pass over the loader reshuffles; new cache entries are picked up on restart
     bar.close()
     return last
