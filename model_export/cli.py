@@ -70,6 +70,26 @@ def _run_cache(a) -> int:
     return 0
 
 
+def _add_release(sub) -> None:
+    p = sub.add_parser("release-weights", help="write a run's last checkpoint as the shipped fp16 weights file")
+    p.add_argument("run", help="training run folder (holds last.pt)")
+    p.add_argument("--out", default=None, help="weights file (default: the bundled default-model path)")
+    p.set_defaults(func=_run_release)
+
+
+def _run_release(a) -> int:
+    from .default_model import DEFAULT_CHECKPOINT
+    from .training.release import release_weights
+
+    if not (Path(a.run) / "last.pt").is_file():
+        print(f"error: {a.run} has no last.pt", file=sys.stderr)
+        return 2
+    out = Path(a.out) if a.out else DEFAULT_CHECKPOINT
+    meta = release_weights(Path(a.run), out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) from iteration {meta['iteration']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interformer", description="InterFormer Studio command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     _add_train(sub)
     _add_cache(sub)
+    _add_release(sub)
     return parser
 
 

@@ -2,9 +2,10 @@
 
     python -m model_export.benchmarks.model_speed [--size 512] [--clicks 20] [--json out.json]
 
-Measures the faithful InterFormer-Light (ViT-B; random weights: speed does not depend on
-them) and the default TinyViT pipeline (onnxruntime encoder + adapter; decoder in PyTorch),
-on the same synthetic image, in one run. Prints a table, writes JSON.
+Measures the faithful InterFormer-Light (ViT-B) and the default TinyViT pipeline
+(onnxruntime encoder + adapter; decoder in PyTorch) on the same synthetic image, in one run,
+with randomly initialised weights (speed does not depend on the values). Prints a table,
+writes JSON.
 """
 
 from __future__ import annotations
@@ -64,18 +65,17 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from ..configs import CONFIGS, build_model
-    from ..predictor import InterFormerPredictor, TinyViTPipeline, ViTPipeline, build_predictor
+    from ..configs import CONFIGS, build_model, is_tinyvit_config
+    from ..default_model import DEFAULT_CONFIG
+    from ..predictor import InterFormerPredictor, TinyViTPipeline, ViTPipeline
 
     rgb = _image(a.size)
     rows = {}
     for name in a.models.split(","):
-        if name == "default":
-            p = build_predictor("default", threads=a.threads)
-        else:
-            net = build_model(CONFIGS[name]).eval()
-            pipe = TinyViTPipeline(net, a.threads) if "tinyvit" in name else ViTPipeline(net)
-            p = InterFormerPredictor(net, pipe, name=name)
+        cfg = CONFIGS[DEFAULT_CONFIG if name == "default" else name]
+        net = build_model(cfg).eval()
+        pipe = TinyViTPipeline(net, a.threads) if is_tinyvit_config(cfg) else ViTPipeline(net)
+        p = InterFormerPredictor(net, pipe, name=name)
         rows[name] = bench(p, rgb, a.clicks)
     print(f"{'model':24s} {'encoder s/img':>14s} {'decoder p50 ms':>15s} {'decoder p95 ms':>15s}")
     for k, r in rows.items():
