@@ -7,7 +7,6 @@ and must match them row for row (key, shape, dtype, order).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +17,6 @@ from model_export.checkpoint import CheckpointError, checkpoint_filter_fn, load_
 from model_export.configs import CONFIGS, build_model
 from model_export.modeling.vit import beit_relative_position_index, resample_abs_pos_embed
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def fixture_dir() -> Path:
-    root = Path(os.environ.get("INTERFORMER_SHARED", str(REPO.parent / "shared")))
-    d = root / "fixtures" / "official_parity"
-    if not (d / "keys_light.tsv").is_file():
-        pytest.fail(
-            f"official parity fixture not found at {d}: set INTERFORMER_SHARED to the folder that "
-            "holds fixtures/official_parity (default: <repo>/../shared)"
-        )
-    return d
 
 
 def _read_tsv(path: Path) -> list[tuple[str, str, str, int]]:
@@ -58,10 +44,10 @@ def _rows(model: torch.nn.Module) -> list[tuple[str, str, str, int]]:
         ("interformer-tiny", "keys_tiny.tsv", 324_557_316, 349_773_993),
     ],
 )
-def test_full_model_state_dict_matches_official(fixture_dir, name, tsv, n_params, n_elems):
+def test_full_model_state_dict_matches_official(parity_dir, name, tsv, n_params, n_elems):
     with torch.device("meta"):
         model = build_model(CONFIGS[name])
-    ours, ref = _rows(model), _read_tsv(fixture_dir / tsv)
+    ours, ref = _rows(model), _read_tsv(parity_dir / tsv)
     missing = [r[0] for r in ref if r[0] not in {o[0] for o in ours}]
     extra = [o[0] for o in ours if o[0] not in {r[0] for r in ref}]
     assert not missing and not extra, f"missing {missing[:5]} extra {extra[:5]}"
@@ -73,27 +59,27 @@ def test_full_model_state_dict_matches_official(fixture_dir, name, tsv, n_params
     assert sum(r[3] for r in ours) == n_elems
 
 
-def test_small_models_state_dict_matches_fixture_json(fixture_dir):
+def test_small_models_state_dict_matches_fixture_json(parity_dir):
     import json
 
     for name, js in (("small-light", "small_light_config.json"), ("small-tiny", "small_tiny_config.json")):
         with torch.device("meta"):
             model = build_model(CONFIGS[name])
-        ref = json.loads((fixture_dir / js).read_text())["state_dict"]  # rows [key, shape, dtype]
+        ref = json.loads((parity_dir / js).read_text())["state_dict"]  # rows [key, shape, dtype]
         ref_rows = [(k, tuple(shape), dtype) for k, shape, dtype in ref]
         ours = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()]
         assert ours == ref_rows, name
 
 
-def test_relative_position_index_is_official(fixture_dir):
-    ref = np.load(fixture_dir / "small_light_io.npz")["relative_position_index"].astype(np.int64)
+def test_relative_position_index_is_official(parity_dir):
+    ref = np.load(parity_dir / "small_light_io.npz")["relative_position_index"].astype(np.int64)
     assert torch.equal(beit_relative_position_index((32, 32)), torch.from_numpy(ref))
 
 
 # ----- loading -----
 @pytest.fixture(scope="module")
-def small_light_sd(fixture_dir) -> dict[str, torch.Tensor]:
-    return read_state_dict(fixture_dir / "small_light.pth")
+def small_light_sd(parity_dir) -> dict[str, torch.Tensor]:
+    return read_state_dict(parity_dir / "small_light.pth")
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +87,9 @@ def small_light_model() -> torch.nn.Module:
     return build_model(CONFIGS["small-light"])
 
 
-def test_fixture_files_are_plain_state_dicts(fixture_dir):
+def test_fixture_files_are_plain_state_dicts(parity_dir):
     for f in ("small_light.pth", "small_tiny_refine.pth"):
-        obj = torch.load(fixture_dir / f, map_location="cpu", weights_only=True)
+        obj = torch.load(parity_dir / f, map_location="cpu", weights_only=True)
         assert isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
@@ -167,21 +153,21 @@ def test_filter_rejects_wrong_relative_position_index(small_light_sd, small_ligh
         checkpoint_filter_fn(bad, small_light_model)
 
 
-def test_light_weights_into_tiny_config_fail_clearly(fixture_dir):
+def test_light_weights_into_tiny_config_fail_clearly(parity_dir):
     model = build_model(CONFIGS["small-tiny"])
     with pytest.raises(CheckpointError) as e:
-        load_checkpoint(model, fixture_dir / "small_light.pth")
+        load_checkpoint(model, parity_dir / "small_light.pth")
     msg = str(e.value)
     assert "small_light.pth" in msg
     assert "224 missing keys: neck.refine_stages.0.blocks.0." in msg
     assert "unexpected" not in msg and "mismatched" not in msg
 
 
-def test_tiny_small_loads_from_two_files(fixture_dir, small_light_sd):
+def test_tiny_small_loads_from_two_files(parity_dir, small_light_sd):
     model = build_model(CONFIGS["small-tiny"])
-    load_checkpoint(model, [fixture_dir / "small_light.pth", fixture_dir / "small_tiny_refine.pth"])
+    load_checkpoint(model, [parity_dir / "small_light.pth", parity_dir / "small_tiny_refine.pth"])
     sd = model.state_dict()
-    refine = read_state_dict(fixture_dir / "small_tiny_refine.pth")
+    refine = read_state_dict(parity_dir / "small_tiny_refine.pth")
     for k, v in list(small_light_sd.items()) + list(refine.items()):
         assert torch.equal(sd[k], v), k
 

@@ -10,7 +10,6 @@ logits; predictions compared outside pixels with |logit1 - logit0| < 1e-3.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ from model_export.modeling.vit import (
 )
 from model_export.zoom_in import get_roi
 
-REPO = Path(__file__).resolve().parents[1]
 ATOL = 1e-4
 MARGIN = 1e-3
 MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
@@ -41,31 +39,19 @@ STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def fixture_dir() -> Path:
-    root = Path(os.environ.get("INTERFORMER_SHARED", str(REPO.parent / "shared")))
-    d = root / "fixtures" / "official_parity"
-    if not (d / "small_light_io.npz").is_file():
-        pytest.fail(
-            f"official parity fixture not found at {d}: set INTERFORMER_SHARED to the folder that "
-            "holds fixtures/official_parity (default: <repo>/../shared)"
-        )
-    return d
-
-
 def _npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
 
 @pytest.fixture(scope="module")
-def io(fixture_dir) -> dict[str, np.ndarray]:
-    return _npz(fixture_dir / "small_light_io.npz")
+def io(parity_dir) -> dict[str, np.ndarray]:
+    return _npz(parity_dir / "small_light_io.npz")
 
 
 @pytest.fixture(scope="module")
-def zio(fixture_dir) -> dict[str, np.ndarray]:
-    return _npz(fixture_dir / "small_tiny_zoomin_io.npz")
+def zio(parity_dir) -> dict[str, np.ndarray]:
+    return _npz(parity_dir / "small_tiny_zoomin_io.npz")
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
@@ -93,16 +79,16 @@ def official_preprocess(rgb: np.ndarray) -> np.ndarray:
 
 # ----- models and their outputs (computed once per module) -----
 @pytest.fixture(scope="module")
-def light(fixture_dir) -> torch.nn.Module:
+def light(parity_dir) -> torch.nn.Module:
     model = build_model(CONFIGS["small-light"])
-    load_checkpoint(model, fixture_dir / "small_light.pth")
+    load_checkpoint(model, parity_dir / "small_light.pth")
     return model.eval()
 
 
 @pytest.fixture(scope="module")
-def tiny(fixture_dir) -> torch.nn.Module:
+def tiny(parity_dir) -> torch.nn.Module:
     model = build_model(CONFIGS["small-tiny"])
-    load_checkpoint(model, [fixture_dir / "small_light.pth", fixture_dir / "small_tiny_refine.pth"])
+    load_checkpoint(model, [parity_dir / "small_light.pth", parity_dir / "small_tiny_refine.pth"])
     return model.eval()
 
 

@@ -8,7 +8,6 @@ size each pooling branch really used for images A (512x512) and B (320x480 canva
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,7 @@ import torch
 from model_export.configs import CONFIGS, build_model
 from model_export.modeling.imsa import pool_size
 
-REPO = Path(__file__).resolve().parents[1]
 TARGETS = [(128, 128), (64, 64), (32, 32), (16, 16)]
-
-
-@pytest.fixture(scope="module")
-def fixture_dir() -> Path:
-    root = Path(os.environ.get("INTERFORMER_SHARED", str(REPO.parent / "shared")))
-    d = root / "fixtures" / "official_parity"
-    if not (d / "small_tiny_config.json").is_file():
-        pytest.fail(
-            f"official parity fixture not found at {d}: set INTERFORMER_SHARED to the folder that "
-            "holds fixtures/official_parity (default: <repo>/../shared)"
-        )
-    return d
 
 
 @pytest.mark.parametrize(
@@ -68,18 +54,18 @@ def test_pool_size_half_to_even_is_what_matters():
     assert pool_size(h, h, (th, th), r) == (10, 10)
 
 
-def _fixture_sizes(fixture_dir: Path) -> list[tuple[str, str, dict]]:
+def _fixture_sizes(parity_dir: Path) -> list[tuple[str, str, dict]]:
     out = []
     for js in ("small_light_config.json", "small_tiny_config.json"):
-        images = json.loads((fixture_dir / js).read_text())["images"]
+        images = json.loads((parity_dir / js).read_text())["images"]
         for img in ("A", "B"):
             out.append((js, img, images[img]))
     return out
 
 
-def test_pool_size_function_matches_fixture(fixture_dir):
+def test_pool_size_function_matches_fixture(parity_dir):
     n = 0
-    for js, img, info in _fixture_sizes(fixture_dir):
+    for js, img, info in _fixture_sizes(parity_dir):
         for name, rec in info["imsa_pooled_kv_sizes"].items():
             if name.endswith("#query"):
                 continue
@@ -125,10 +111,10 @@ def _record_sizes(model: torch.nn.Module, canvas_hw: tuple[int, int]) -> dict:
 
 @pytest.mark.parametrize("config, js", [("small-light", "small_light_config.json"),
                                         ("small-tiny", "small_tiny_config.json")])
-def test_neck_forward_uses_fixture_sizes(fixture_dir, config, js):
+def test_neck_forward_uses_fixture_sizes(parity_dir, config, js):
     with torch.device("meta"):
         model = build_model(CONFIGS[config])
-    images = json.loads((fixture_dir / js).read_text())["images"]
+    images = json.loads((parity_dir / js).read_text())["images"]
     for img in ("A", "B"):
         info = images[img]
         got = _record_sizes(model, tuple(info["padded_hw"]))
