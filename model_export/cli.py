@@ -29,6 +29,8 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None,
+                   help="start a new run from released weights (continues their iteration count)")
     p.set_defaults(func=_run_train)
 
 
@@ -43,7 +45,7 @@ def _run_train(a) -> int:
                       crop=a.crop or None,
                       lr=a.lr, warmup=a.warmup, workers=a.workers, ckpt_every=a.ckpt_every,
                       val_every=a.val_every, val_samples=a.val_samples, device=a.device, threads=a.threads,
-                      seed=a.seed)
+                      seed=a.seed, init=a.init)
     print("last checkpoint:", train(cfg))
     return 0
 

@@ -43,6 +43,12 @@ def test_cache_train_resume_release_eval(tmp_path, tiny_data_dir):
     assert released["model"][key].dtype == torch.float16
     assert json.loads(released["meta"])["iteration"] == 3
 
+    # a new run can start from the released weights and continues their iteration count
+    run2 = tmp_path / "run2"
+    common2 = [a if a != str(run) else str(run2) for a in common]
+    assert main(common2 + ["--iters", "4", "--init", str(weights)]) == 0
+    assert torch.load(run2 / "last.pt", weights_only=False)["iteration"] == 4
+
     out = tmp_path / "eval.json"
     code = main(["eval", str(tiny_data_dir), "--model", "default", "--checkpoint", str(weights),
                  "--max-clicks", "2", "--limit", "2", "--threads", "1", "--json", str(out)])

@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
+    init: str | None = None  # start from released weights (e.g. the committed default model)
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
@@ -145,6 +146,14 @@ def train(cfg: TrainConfig) -> Path:
         start = ck["iteration"]
         rng = np.random.default_rng(cfg.seed + start)
         print(f"resumed from {last} at iteration {start}")
+    elif cfg.init:
+        from ..checkpoint import load_checkpoint
+
+        load_checkpoint(model, cfg.init)
+        meta = torch.load(cfg.init, map_location="cpu", weights_only=True).get("meta")
+        start = int(json.loads(meta)["iteration"]) if meta else 0
+        rng = np.random.default_rng(cfg.seed + start)
+        print(f"initialised from {cfg.init} (iteration {start}; optimizer state starts fresh)")
 
     held = [o for o in CachedEmbeddingDataset(held, cache, use_flips=False).objects]
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
