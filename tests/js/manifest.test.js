@@ -1,0 +1,75 @@
+// The decoder manifest and its check against a pyramid header (static/js/manifest.js).
+// Run: node --test tests/js/
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import { checkPyramid, ManifestError, normalizeManifest } from "../../static/js/manifest.js";
+
+/** A pyramid header as model_export/pyramid_format.py writes it (only the keys checked here). */
+function header({ id = "m", version = "1", h = 480, w = 640, canvas = [384, 512], scale = 0.8, resized = [384, 512], channels = [32, 64, 128, 256] } = {}) {
+  return {
+    model: { id, version },
+    image: { h, w },
+    canvas: { image_h: h, image_w: w, scale, resized_h: resized[0], resized_w: resized[1], canvas_h: canvas[0], canvas_w: canvas[1] },
+    levels: channels.map((c, i) => {
+      const s = 4 * 2 ** i;
+      return { name: `F${i + 1}`, stride: s, shape: [c, canvas[0] / s, canvas[1] / s] };
+    }),
+  };
+}
+
+describe("normalizeManifest", () => {
+  test("a minimal manifest gets the contract's defaults", () => {
+    const m = normalizeManifest({ model: { id: "m", version: 1 } });
+    assert.equal(m.modelVersion, "1");
+    assert.deepEqual(m.features.map((f) => [f.name, f.channels, f.stride]), [["f1", 32, 4], ["f2", 64, 8], ["f3", 128, 16], ["f4", 256, 32]]);
+    assert.equal(m.clickMap, "click_map");
+    assert.equal(m.output, "logits");
+    assert.equal(m.canvas, null);
+  });
+
+  test("flat model_id/model_version and explicit names", () => {
+    const m = normalizeManifest({
+      model_id: "x", model_version: "2", canvas: { longest_side: 512 },
+      inputs: { features: ["a", "b", "c", "d"], click_map: { name: "cm" } }, output: { name: "out", stride: 4 },
+    });
+    assert.deepEqual([m.modelId, m.modelVersion, m.clickMap, m.output], ["x", "2", "cm", "out"]);
+    assert.deepEqual(m.features.map((f) => f.name), ["a", "b", "c", "d"]);
+    assert.deepEqual(m.canvas, { longestSide: 512, maxSide: null });
+  });
+
+  test("unusable manifests are refused", () => {
+    assert.throws(() => normalizeManifest([]), ManifestError);
+    assert.throws(() => normalizeManifest({}), ManifestError);
+    assert.throws(() => normalizeManifest({ model: { id: "m", version: "1" }, output: { stride: 8 } }), ManifestError);
+    assert.throws(() => normalizeManifest({ model: { id: "m", version: "1" }, canvas: { longest_side: -1 } }), ManifestError);
+  });
+});
+
+describe("checkPyramid", () => {
+  const manifest = normalizeManifest({ model: { id: "m", version: "1" }, canvas: { longest_side: 512 } });
+
+  test("a matching pyramid gives its geometry", () => {
+    const { problems, geometry } = checkPyramid(manifest, header());
+    assert.deepEqual(problems, []);
+    assert.deepEqual(geometry, { imageH: 480, imageW: 640, scale: 0.8, resizedH: 384, resizedW: 512, canvasH: 384, canvasW: 512 });
+  });
+
+  test("another model id or version", () => {
+    assert.match(checkPyramid(manifest, header({ version: "2" })).problems[0], /version 1.*version 2/);
+    assert.match(checkPyramid(manifest, header({ id: "other" })).problems[0], /other/);
+  });
+
+  test("other channels", () => {
+    const { problems, geometry } = checkPyramid(manifest, header({ channels: [32, 64, 128, 512] }));
+    assert.equal(geometry, null);
+    assert.match(problems[0], /f4.*256 channels.*512/);
+  });
+
+  test("another canvas rule", () => {
+    const native = normalizeManifest({ model: { id: "m", version: "1" }, canvas: { longest_side: null } });
+    assert.match(checkPyramid(native, header()).problems[0], /canvas/);
+    const capped = normalizeManifest({ model: { id: "m", version: "1" }, canvas: { longest_side: null, max_side: 512 } });
+    assert.deepEqual(checkPyramid(capped, header()).problems, []);
+  });
+});
