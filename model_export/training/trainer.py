@@ -98,7 +98,8 @@ def validate(model, objects, cache_dir: Path, n: int, max_clicks: int) -> dict:
     pred = InterFormerPredictor(model, TinyViTPipeline(model), name="val")
     nocs = {0.85: [], 0.90: []}
     ious1 = []
-    for o in objects[:n]:
+    step = max(1, len(objects) // n)  # spread over the held-out data sets, not the first one only
+    for o in objects[::step][:n]:
         rgb, gt = load_rgb(o.image_path), o.load_mask()
         pred.set_image(rgb, embedding=np.load(cache_path(cache_dir, o.dataset, o.image_path.stem)).astype(np.float32))
         mask = np.zeros(gt.shape, bool)
