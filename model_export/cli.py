@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_cache(sub)
     _add_release(sub)
+    from .export.cli import add_export_parser
+
+    add_export_parser(sub)
+    from webapp.serve import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
