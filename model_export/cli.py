@@ -92,6 +92,29 @@ def _run_release(a) -> int:
     return 0
 
 
+def _add_model_card(sub) -> None:
+    p = sub.add_parser("model-card", help="render the default model's MODEL_CARD.md from its weights (+ eval JSON)")
+    p.add_argument("--weights", default=None, help="weights file (default: the bundled default model)")
+    p.add_argument("--eval-json", default=None, help="an `interformer eval --json` result to include")
+    p.add_argument("--notes", default="", help="a paragraph of notes to include")
+    p.add_argument("--out", default=None, help="output (default: MODEL_CARD.md beside the weights)")
+    p.set_defaults(func=_run_model_card)
+
+
+def _run_model_card(a) -> int:
+    from .default_model import DEFAULT_CHECKPOINT
+    from .training.model_card import render_model_card
+
+    w = Path(a.weights) if a.weights else DEFAULT_CHECKPOINT
+    if not w.is_file():
+        print(f"error: no weights at {w}", file=sys.stderr)
+        return 2
+    out = Path(a.out) if a.out else w.parent / "MODEL_CARD.md"
+    out.write_text(render_model_card(w, Path(a.eval_json) if a.eval_json else None, a.notes))
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interformer", description="InterFormer Studio command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_cache(sub)
     _add_release(sub)
+    _add_model_card(sub)
     from .export.cli import add_export_parser
 
     add_export_parser(sub)

@@ -97,6 +97,18 @@ def format_table(runs: Sequence[Run | dict]) -> str:
     return "\n".join(lines)
 
 
+MARKDOWN_COLUMNS = ("model", "dataset", "N", "NoC@85", "NoC@90", "mIoU@1", "mIoU@5", "SPC p50 ms", "SPC p95 ms")
+
+
+def format_markdown(runs: Sequence[Run | dict]) -> str:
+    """The README's table: NoC@85/90, mIoU@1/@5 and decoder ms per click, one row per run."""
+    idx = [TABLE_COLUMNS.index(c) for c in MARKDOWN_COLUMNS]
+    lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(idx) - 2)) + "|"]
+    for row in table_rows(runs):
+        lines.append("| " + " | ".join(row[i] for i in idx) + " |")
+    return "\n".join(lines)
+
+
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)

@@ -2,13 +2,17 @@
 
 Float tensors are stored as float16 (half the size; the predictor and the ONNX export load them
 into float32 modules), integer buffers unchanged; the optimizer state is dropped. A ``meta``
-entry records where the weights came from (run folder, iteration, config).
+entry records where the weights came from (run folder, iteration, config), the training wall
+time summed from the run's log and the machine; the run's ``log.jsonl`` (loss, learning rate,
+validation NoC) is copied next to the weights as ``<name>.log.jsonl`` for the model card.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import shutil
 from pathlib import Path
 
 import torch
@@ -23,9 +27,30 @@ def release_weights(run_dir: Path, out_path: Path) -> dict:
         "iteration": ck.get("iteration"),
         "train_config": json.loads(cfg_file.read_text()) if cfg_file.exists() else None,
         "dtype": "float16",
+        "machine": _machine(),
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    log = Path(run_dir) / "log.jsonl"
+    if log.exists():
+        recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        recs = [r for r in recs if r.get("iter", 0) <= (ck.get("iteration") or 0)]
+        meta["wall_time_s"] = round(sum(float(r.get("sec", 0.0)) for r in recs), 1)
+        meta["validation"] = [r for r in recs if "val_noc90" in r]
+        shutil.copyfile(log, out_path.with_name(out_path.stem + ".log.jsonl"))
     tmp = out_path.with_suffix(".tmp")
     torch.save({"model": sd, "meta": json.dumps(meta)}, tmp)
     os.replace(tmp, out_path)
     return meta
+
+
+def _machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
