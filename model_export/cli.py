@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     from webapp.serve import add_serve_parser
 
     add_serve_parser(sub)
+    from webapp.commands import add_create_admin_parser
+
+    add_create_admin_parser(sub)
     return parser
 
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_root() -> Path:
-    return Path(os.environ.get("INTERFORMER_SHARED", str(REPO.parent / "shared")))
+from shared_data import REPO, shared_root  # noqa: F401  (REPO: kept for fixtures below)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, shared_root
+from shared_data import REPO, shared_root
 from model_export import clicks as cm
 from model_export.checkpoint import load_checkpoint
 from model_export.configs import CONFIGS, build_model

@@ -35,7 +35,8 @@ def release_weights(run_dir: Path, out_path: Path) -> dict:
         recs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         recs = [r for r in recs if r.get("iter", 0) <= (ck.get("iteration") or 0)]
         meta["wall_time_s"] = round(sum(float(r.get("sec", 0.0)) for r in recs), 1)
-        meta["validation"] = [r for r in recs if "val_noc90" in r]
+        # a resumed run repeats the iterations after its last checkpoint: keep the latest record
+        meta["validation"] = sorted({r["iter"]: r for r in recs if "val_noc90" in r}.values(), key=lambda r: r["iter"])
         shutil.copyfile(log, out_path.with_name(out_path.stem + ".log.jsonl"))
     tmp = out_path.with_suffix(".tmp")
     torch.save({"model": sd, "meta": json.dumps(meta)}, tmp)

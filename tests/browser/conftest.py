@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import fake_model  # noqa: E402
+from live_server import serve  # noqa: E402
 
 CHROMIUM = os.environ.get("INTERFORMER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -37,22 +36,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@contextmanager
-def serve(app) -> Iterator[str]:
-    """Serve a WSGI app on 127.0.0.1, a free port, in a daemon thread; yields the base URL."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="test-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,7 @@ def exported_dir(tmp_path_factory, default_net):
 
 @pytest.fixture(scope="module")
 def real_server(exported_dir, tmp_path_factory):
-    from conftest import serve
+    from live_server import serve
     from webapp.serve import build_app
 
     app = build_app(exported_dir, tmp_path_factory.mktemp("real-data"), threads=2)
