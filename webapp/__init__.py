@@ -8,19 +8,35 @@ Blueprints by audience:
 * ``playground`` (``webapp/playground.py``): the public demo page ``/playground`` and its
   JSON/binary API under ``/api/playground/`` (sample images, their feature pyramids, the
   decoder ONNX file and its manifest).
+* ``auth`` (``webapp/auth.py``): ``/login``, ``/logout`` and ``/api/auth/...``.
+* ``admin`` (``webapp/admin.py``): the admins' pages under ``/admin`` (projects, uploads,
+  live precompute progress, export).
+* ``api`` (``webapp/api.py``): the JSON API of projects, images and objects under ``/api/``
+  (admin pages and the annotator).
 * ``vendor`` (``webapp/vendor.py``): third-party browser code served from our own origin
-  (onnxruntime-web under ``/vendor/ort/``; no CDN).
+  (onnxruntime-web under ``/vendor/ort/``, socket.io-client under ``/vendor/socket.io/``; no CDN).
+
+Beside them: the database (``webapp/db.py``, migrated to head at start), the blob store
+(``webapp/storage.py``), the precompute with its in-process worker (``webapp/precompute.py``)
+and Socket.IO (``webapp/realtime.py``; run the app with ``socketio.run`` --
+``app.extensions["socketio"]`` -- as ``interformer serve`` does).
 
 Every response is cross-origin isolated (``webapp/headers.py``) so that the browser grants
 ``SharedArrayBuffer`` and onnxruntime-web can run its WebAssembly with threads.
 
-Configuration keys (defaults in ``DEFAULTS``; a ``config`` dict overrides them, and the
-environment variables ``INTERFORMER_DATA_DIR`` / ``INTERFORMER_MODEL_DIR`` override the
-defaults of ``DATA_DIR`` / ``MODEL_DIR``):
+Configuration keys (defaults in ``_defaults``; a ``config`` dict overrides them, and the
+environment variables ``INTERFORMER_DATA_DIR`` / ``INTERFORMER_MODEL_DIR`` / ``DATABASE_URL`` /
+``INTERFORMER_SECRET_KEY`` override the defaults of ``DATA_DIR`` / ``MODEL_DIR`` /
+``DATABASE_URL`` / ``SECRET_KEY``):
 
 ``DATA_DIR``
-    Where the app writes (the pyramid cache: ``DATA_DIR/pyramids/<cache key>/``). Default ``var/``
-    of the repository.
+    Where the app writes: the SQLite database (``interformer.sqlite3``), the blob store
+    (``blobs/``: image files and their pyramids), the playground's pyramid cache
+    (``pyramids/<cache key>/``) and the session secret (``secret_key``). Default ``var/`` of
+    the repository.
+``DATABASE_URL``
+    SQLAlchemy URL; ``postgresql://...`` selects PostgreSQL (psycopg 3). Default: SQLite in
+    ``DATA_DIR``.
 ``MODEL_DIR``
     Folder holding ``decoder.onnx`` and ``decoder.json`` (the per-click decoder and its
     manifest). Default ``DATA_DIR/models/default``.
@@ -28,18 +44,30 @@ defaults of ``DATA_DIR`` / ``MODEL_DIR``):
     The playground's sample images and their ``samples.json``. Default ``webapp/samples``.
 ``PYRAMID_PROVIDER``
     ``callable(rgb: np.ndarray (H, W, 3) uint8) -> bytes``: computes an image's feature
-    pyramid file (``model_export.pyramid_format``). Called once per sample image, on the first
-    request of its pyramid; the result is cached on disk. An optional ``cache_key`` attribute
-    (e.g. ``"interformer-tinyvit-1"``) names the cache folder, so that pyramids of different
-    models never mix. ``None``: the pyramid route answers 503 unless a cached file exists.
-``ORT_DIST``
-    onnxruntime-web's ``dist/`` folder. Default ``node_modules/onnxruntime-web/dist``.
+    pyramid file (``model_export.pyramid_format``). An optional ``cache_key`` attribute (e.g.
+    ``"interformer-tinyvit-1"``) names the model, so that pyramids of different models never
+    mix. ``None``: no precompute runs (new images stay pending) and the playground's pyramid
+    route answers 503 unless a cached file exists.
+``PRECOMPUTE_WORKER``
+    ``"thread"`` (default): the precompute runs in a thread of this process; ``"none"``: jobs
+    are only recorded (a worker elsewhere takes them).
+``BLOB_STORE``
+    A ``webapp.storage.BlobStore``; default ``LocalBlobStore(DATA_DIR / "blobs")``.
+``MAX_IMAGE_BYTES`` / ``MAX_IMAGE_PIXELS`` / ``MAX_ZIP_MEMBERS`` / ``MAX_ZIP_TOTAL_BYTES`` / ``MAX_ZIP_RATIO``
+    Upload limits (webapp/uploads.py); ``MAX_CONTENT_LENGTH`` bounds one request.
+``PASSWORD_HASH_METHOD``
+    werkzeug.security hash method for new passwords (default ``scrypt``).
+``SOCKETIO_MESSAGE_QUEUE``
+    e.g. ``redis://127.0.0.1:6379/0`` for several processes; default none.
+``ORT_DIST`` / ``SOCKETIO_CLIENT_DIST``
+    onnxruntime-web's and socket.io-client's ``dist/`` folders (under ``node_modules``).
 """
 
 from __future__ import annotations
 
 import mimetypes
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +90,41 @@ def _defaults() -> dict[str, Any]:
         "SAMPLES_DIR": PACKAGE / "samples",
         "PYRAMID_PROVIDER": None,
         "ORT_DIST": REPO / "node_modules" / "onnxruntime-web" / "dist",
+        "SOCKETIO_CLIENT_DIST": REPO / "node_modules" / "socket.io-client" / "dist",
         "JSON_SORT_KEYS": False,
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or None,
+        "SECRET_KEY": os.environ.get("INTERFORMER_SECRET_KEY") or None,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "PASSWORD_HASH_METHOD": "scrypt",
+        "PRECOMPUTE_WORKER": "thread",
+        "BLOB_STORE": None,
+        "MAX_CONTENT_LENGTH": 4 * 1024**3,
+        "MAX_IMAGE_BYTES": 64 * 1024**2,
+        "MAX_IMAGE_PIXELS": 50_000_000,
+        "MAX_ZIP_MEMBERS": 10_000,
+        "MAX_ZIP_TOTAL_BYTES": 8 * 1024**3,
+        "MAX_ZIP_RATIO": 100.0,
+        "SOCKETIO_MESSAGE_QUEUE": None,
     }
+
+
+def _secret_key(data_dir: Path) -> str:
+    """The session-signing key kept in ``DATA_DIR/secret_key`` (made on first start, mode 0600)."""
+    path = data_dir / "secret_key"
+    if not path.is_file():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".secret_key.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # atomic; a concurrent first start keeps the key that won
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -77,7 +138,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_mapping(_defaults())
     if config:
         app.config.update(config)
-    for key in ("DATA_DIR", "SAMPLES_DIR", "ORT_DIST"):
+    for key in ("DATA_DIR", "SAMPLES_DIR", "ORT_DIST", "SOCKETIO_CLIENT_DIST"):
         app.config[key] = Path(app.config[key])
     if app.config.get("MODEL_DIR") is None:
         app.config["MODEL_DIR"] = app.config["DATA_DIR"] / "models" / "default"
@@ -86,11 +147,33 @@ def create_app(config: dict | None = None) -> Flask:
     if provider is not None and not callable(provider):
         raise ValueError("PYRAMID_PROVIDER must be a callable rgb -> pyramid file bytes, or None")
 
-    from . import headers, playground, vendor
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(app.config["DATA_DIR"])
+
+    from . import admin, api, auth, db, headers, playground, realtime, vendor
+    from .precompute import NullJobQueue, Precompute, ThreadJobQueue
+    from .storage import LocalBlobStore
 
     headers.init_app(app)
+    database = db.init_app(app)
+    store = app.config.get("BLOB_STORE") or LocalBlobStore(app.config["DATA_DIR"] / "blobs")
+    app.extensions["blob_store"] = store
+    realtime.init_app(app)
+    pre = Precompute(database, store, provider, realtime.notifier(app))
+    worker = app.config.get("PRECOMPUTE_WORKER", "thread")
+    if worker not in ("thread", "none"):
+        raise ValueError(f"PRECOMPUTE_WORKER is 'thread' or 'none', not {worker!r}")
+    pre.jobs = ThreadJobQueue(pre.run) if provider is not None and worker == "thread" else NullJobQueue()
+    app.extensions["precompute"] = pre
+    if isinstance(pre.jobs, ThreadJobQueue):  # this process is the worker: pick up unfinished work
+        pre.jobs.start()
+        pre.resume()
+
     app.register_blueprint(playground.bp)
     app.register_blueprint(vendor.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)
 
     @app.errorhandler(404)
     def not_found(e):
@@ -104,8 +187,28 @@ def create_app(config: dict | None = None) -> Flask:
             return jsonify(error=f"method {request.method} not allowed"), 405
         return e
 
+    @app.errorhandler(413)
+    def too_large(e):
+        if request.path.startswith("/api/"):
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            return jsonify(error=f"the request is too large (limit {limit} bytes); upload fewer files at once"), 413
+        return e
+
     @app.get("/")
     def index():
-        return redirect(url_for("playground.page"))
+        user = auth.current_user()
+        if user is None:
+            return redirect(url_for("auth.login"))
+        return redirect(auth.home_url(user))
 
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Stop the app's worker thread and close its database connections (tests, shutdown)."""
+    pre = app.extensions.get("precompute")
+    if pre is not None:
+        pre.jobs.stop()
+    database = app.extensions.get("db")
+    if database is not None:
+        database.dispose()

@@ -1,11 +1,16 @@
 """``interformer serve``: run the web app on an exported model.
 
     interformer serve [--model-dir var/models/default] [--host 127.0.0.1] [--port 5000]
-                      [--scheme int8] [--threads N] [--data-dir var]
+                      [--scheme int8] [--threads N] [--data-dir var] [--demo]
 
 The model folder is what ``interformer export`` writes (decoder.onnx, decoder.json,
-pyramid.onnx). The server computes each image's pyramid with onnxruntime (``PyramidService``)
-and the browser answers the clicks.
+pyramid.onnx). The server computes each image's pyramid with onnxruntime (``PyramidService``,
+in the in-process precompute worker) and the browser answers the clicks. The database is
+``DATABASE_URL`` from the environment, else SQLite in the data directory (also
+``INTERFORMER_DATA_DIR``). ``--demo`` creates the demo logins and project on an empty database
+(webapp/demo.py) and prints them.
+
+The app runs on Flask-SocketIO's server (werkzeug, threads; WebSocket through simple-websocket).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--scheme", default=None, help="pyramid quantization scheme (default: the service's)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads for the precompute")
+    p.add_argument("--demo", action="store_true",
+                   help="on an empty database: create the demo logins and a project of the sample images")
     p.set_defaults(func=run_serve)
     return p
 
@@ -42,6 +49,8 @@ def build_app(model_dir: str | os.PathLike, data_dir: str | os.PathLike, scheme:
 
 
 def run_serve(args) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from .pyramid_service import ModelNotExportedError
 
     try:
@@ -49,6 +58,18 @@ def run_serve(args) -> int:
     except (ModelNotExportedError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"InterFormer Studio on http://{args.host}:{args.port}/  (model {args.model_dir})", flush=True)
-    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+    except SQLAlchemyError as e:
+        print(f"error: the database is not usable: {e}", file=sys.stderr)
+        return 2
+    url = f"http://{args.host}:{args.port}/"
+    if args.demo:
+        from .demo import DEMO_LOGINS, ensure_demo
+
+        made = ensure_demo(app)
+        print("demo project and logins created" if made else "the database has users already; demo logins if unchanged:")
+        for name, password, role in DEMO_LOGINS:
+            print(f"  {role.value:9s}  {name} / {password}")
+    print(f"InterFormer Studio on {url}  (model {args.model_dir}, data {args.data_dir})", flush=True)
+    app.extensions["socketio"].run(app, host=args.host, port=args.port, use_reloader=False, log_output=False,
+                                   allow_unsafe_werkzeug=True)
     return 0

@@ -3,8 +3,12 @@ offline use both want it here).
 
 ``GET /vendor/ort/<file>``: a file of onnxruntime-web's ``dist/`` folder (config ``ORT_DIST``,
 the npm package pinned in package.json), e.g. ``ort.wasm.min.mjs``,
-``ort-wasm-simd-threaded.wasm``. The folder is flat, so a file name is one path component of
-safe characters; anything else (``..``, slashes, encoded variants) is a 404.
+``ort-wasm-simd-threaded.wasm``.
+``GET /vendor/socket.io/<file>``: a file of socket.io-client's ``dist/`` folder (config
+``SOCKETIO_CLIENT_DIST``), e.g. ``socket.io.esm.min.js``.
+
+The folders are flat, so a file name is one path component of safe characters; anything else
+(``..``, slashes, encoded variants) is a 404.
 """
 
 from __future__ import annotations
@@ -46,4 +50,12 @@ def ort_file(filename: str):
         abort(404)
     # The package version is pinned, so the files change only with an upgrade: revalidate
     # with the ETag after an hour.
+    return send_file(path, mimetype=MIME_TYPES[path.suffix], max_age=3600, conditional=True)
+
+
+@bp.get("/socket.io/<path:filename>")
+def socketio_file(filename: str):
+    path = resolve_in(Path(current_app.config["SOCKETIO_CLIENT_DIST"]), filename, MIME_TYPES)
+    if path is None:
+        abort(404)
     return send_file(path, mimetype=MIME_TYPES[path.suffix], max_age=3600, conditional=True)

@@ -1,0 +1,381 @@
+"""The JSON API of projects, images and objects (used by the admin pages and the annotator).
+
+Every route needs a login (anonymous: 401); those marked *admin* answer 403 to annotators.
+Errors are ``{"error": message}`` with a 4xx status.
+
+``GET    /api/projects``                            projects with progress counts
+``POST   /api/projects``                    admin   ``{"name", "classes": [name | {"name", "color"}]}`` -> 201
+``GET    /api/projects/<pid>``                      one project (classes, counts, URLs, decoder)
+``GET    /api/projects/<pid>/images``               its images (status, URLs)
+``POST   /api/projects/<pid>/images``       admin   multipart ``files`` (images and/or zips) -> per-file results
+``GET    /api/projects/<pid>/progress``             precompute counts
+``POST   /api/projects/<pid>/retry-failed`` admin   re-queue every failed image
+``GET    /api/projects/<pid>/next[?after=<iid>]``   the next open image for the current user, or null
+``GET    /api/projects/<pid>/export/coco.json``   admin   COCO JSON (``?segmentation=polygons|rle``)
+``GET    /api/projects/<pid>/export/masks.zip``   admin   PNG masks (instance + semantic)
+``GET    /api/images/<iid>``                        one image
+``GET    /api/images/<iid>/file``                   the image file (its own MIME type)
+``GET    /api/images/<iid>/pyramid``                its feature pyramid (409 until it is done)
+``POST   /api/images/<iid>/retry``          admin   re-queue a failed image
+``GET    /api/images/<iid>/objects``                its objects
+``POST   /api/images/<iid>/objects``                save an accepted object (webapp/annotations.py) -> 201
+``POST   /api/images/<iid>/submit``                 mark the image done -> ``{"image", "next"}``
+``GET    /api/objects/<oid>``                       one object
+``DELETE /api/objects/<oid>``                       delete (author or admin; kept in the database)
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+from sqlalchemy import select
+
+from . import masks
+from .annotations import PayloadError, object_json, parse_object
+from .auth import admin_required, current_user, login_required
+from .db import db_session
+from .export import coco_export, png_masks_zip
+from .models import AnnotationObject, AnnotationStatus, FeatureStatus, Image, Project, iso, utcnow
+from .precompute import PROJECT_PROGRESS, Precompute, provider_model_id
+from .projects import ProjectError, annotation_counts, create_project, next_image
+from .storage import BlobStore
+from .uploads import UploadLimits, add_uploads
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def error(message: str, code: int, **extra):
+    return jsonify(error=message, **extra), code
+
+
+def store() -> BlobStore:
+    return current_app.extensions["blob_store"]
+
+
+def precompute() -> Precompute:
+    return current_app.extensions["precompute"]
+
+
+def _json_body() -> dict | None:
+    data = request.get_json(silent=True)
+    return data if isinstance(data, dict) else None
+
+
+def _project_or_404(pid: int) -> Project | None:
+    return db_session().get(Project, pid)
+
+
+def _image_or_404(iid: int) -> Image | None:
+    return db_session().get(Image, iid)
+
+
+def image_json(im: Image) -> dict:
+    return {
+        "id": im.id,
+        "project_id": im.project_id,
+        "filename": im.filename,
+        "width": im.width,
+        "height": im.height,
+        "format": im.format,
+        "size_bytes": im.size_bytes,
+        "checksum": im.checksum,
+        "feature_status": im.feature_status,
+        "feature_error": im.feature_error,
+        "annotation_status": im.annotation_status,
+        "submitted_at": iso(im.submitted_at),
+        "created_at": iso(im.created_at),
+        "urls": {
+            "file": url_for("api.image_file", iid=im.id),
+            "pyramid": url_for("api.image_pyramid", iid=im.id),
+            "objects": url_for("api.image_objects", iid=im.id),
+            "submit": url_for("api.submit_image", iid=im.id),
+        },
+    }
+
+
+def project_json(p: Project) -> dict:
+    s = db_session()
+    return {
+        "id": p.id,
+        "name": p.name,
+        "model_id": p.model_id,
+        "classes": [c.to_json() for c in p.label_classes],
+        "created_at": iso(p.created_at),
+        "progress": precompute().progress(s, p.id),
+        "annotation": annotation_counts(s, p.id),
+        "urls": {
+            "images": url_for("api.project_images", pid=p.id),
+            "next": url_for("api.project_next", pid=p.id),
+            "export_coco": url_for("api.export_coco", pid=p.id),
+            "export_masks": url_for("api.export_masks", pid=p.id),
+        },
+        "decoder": {
+            "model": url_for("playground.decoder_file", name="decoder.onnx"),
+            "manifest": url_for("playground.decoder_file", name="decoder.json"),
+        },
+    }
+
+
+# -- projects -------------------------------------------------------------------------------
+
+
+@bp.get("/projects")
+@login_required
+def projects():
+    rows = db_session().scalars(select(Project).order_by(Project.id)).all()
+    return jsonify(projects=[project_json(p) for p in rows])
+
+
+@bp.post("/projects")
+@admin_required
+def create():
+    data = _json_body()
+    if data is None:
+        return error('expected a JSON body {"name": ..., "classes": [...]}', 400)
+    try:
+        p = create_project(db_session(), data.get("name"), data.get("classes"),
+                           provider_model_id(current_app.config.get("PYRAMID_PROVIDER")), current_user())
+    except ProjectError as e:
+        return error(str(e), 400)
+    return jsonify(project=project_json(p)), 201
+
+
+@bp.get("/projects/<int:pid>")
+@login_required
+def project(pid: int):
+    p = _project_or_404(pid)
+    if p is None:
+        return error(f"no project {pid}", 404)
+    return jsonify(project=project_json(p))
+
+
+@bp.get("/projects/<int:pid>/images")
+@login_required
+def project_images(pid: int):
+    p = _project_or_404(pid)
+    if p is None:
+        return error(f"no project {pid}", 404)
+    rows = db_session().scalars(select(Image).where(Image.project_id == pid).order_by(Image.id)).all()
+    return jsonify(images=[image_json(im) for im in rows])
+
+
+@bp.post("/projects/<int:pid>/images")
+@admin_required
+def upload(pid: int):
+    p = _project_or_404(pid)
+    if p is None:
+        return error(f"no project {pid}", 404)
+    files = [(f.filename or "", f.stream) for _field, f in request.files.items(multi=True)]
+    if not files:
+        return error("the upload holds no files (multipart/form-data, field 'files')", 400)
+    s = db_session()
+    pre = precompute()
+
+    def on_added(image: Image) -> None:
+        pre.enqueue(image)
+
+    results = add_uploads(s, store(), p, current_user(), files, UploadLimits.from_config(current_app.config), on_added)
+    counts = {k: sum(r.status == k for r in results) for k in ("added", "duplicate", "rejected")}
+    try:
+        pre.notify(PROJECT_PROGRESS, pre.progress(s, pid), pid)
+    except Exception:  # events are best effort
+        current_app.logger.exception("progress event after upload failed")
+    body = {"results": [r.to_json() for r in results], "counts": counts}
+    if counts["added"]:
+        return jsonify(body), 201
+    if counts["rejected"] and not counts["duplicate"]:
+        first = next(r for r in results if r.status == "rejected")
+        return jsonify(error=f"no image was added: {first.file}: {first.message}", **body), 422
+    return jsonify(body), 200
+
+
+@bp.get("/projects/<int:pid>/progress")
+@login_required
+def progress(pid: int):
+    if _project_or_404(pid) is None:
+        return error(f"no project {pid}", 404)
+    return jsonify(precompute().progress(db_session(), pid))
+
+
+@bp.post("/projects/<int:pid>/retry-failed")
+@admin_required
+def retry_failed(pid: int):
+    if _project_or_404(pid) is None:
+        return error(f"no project {pid}", 404)
+    s = db_session()
+    failed = s.scalars(select(Image).where(Image.project_id == pid, Image.feature_status == FeatureStatus.FAILED.value)
+                       .order_by(Image.id)).all()
+    n = sum(precompute().retry(s, im) for im in failed)
+    return jsonify(retried=n)
+
+
+@bp.get("/projects/<int:pid>/next")
+@login_required
+def project_next(pid: int):
+    p = _project_or_404(pid)
+    if p is None:
+        return error(f"no project {pid}", 404)
+    after = request.args.get("after")
+    if after is not None and not after.isdigit():
+        return error("'after' must be an image id", 400)
+    im = next_image(db_session(), p, int(after) if after is not None else None)
+    return jsonify(image=image_json(im) if im else None)
+
+
+@bp.get("/projects/<int:pid>/export/coco.json")
+@admin_required
+def export_coco(pid: int):
+    p = _project_or_404(pid)
+    if p is None:
+        return error(f"no project {pid}", 404)
+    seg = request.args.get("segmentation", "polygons")
+    if seg not in ("polygons", "rle"):
+        return error("'segmentation' is 'polygons' or 'rle'", 400)
+    resp = jsonify(coco_export(db_session(), p, seg))
+    resp.headers["Content-Disposition"] = f'attachment; filename="project-{p.id}-coco.json"'
+    return resp
+
+
+@bp.get("/projects/<int:pid>/export/masks.zip")
+@admin_required
+def export_masks(pid: int):
+    p = _project_or_404(pid)
+    if p is None:
+        return error(f"no project {pid}", 404)
+    data = png_masks_zip(db_session(), p)
+    return Response(data, mimetype="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="project-{p.id}-masks.zip"'})
+
+
+# -- images ---------------------------------------------------------------------------------
+
+
+def _send_blob(key: str, mimetype: str):
+    path = store().local_path(key)
+    if path is not None:
+        return send_file(path, mimetype=mimetype, max_age=0, conditional=True)
+    try:
+        data = store().get(key)
+    except KeyError:
+        return error("the stored file is missing", 500)
+    return Response(data, mimetype=mimetype)
+
+
+@bp.get("/images/<int:iid>")
+@login_required
+def image(iid: int):
+    im = _image_or_404(iid)
+    if im is None:
+        return error(f"no image {iid}", 404)
+    return jsonify(image=image_json(im))
+
+
+@bp.get("/images/<int:iid>/file")
+@login_required
+def image_file(iid: int):
+    im = _image_or_404(iid)
+    if im is None:
+        return error(f"no image {iid}", 404)
+    return _send_blob(im.storage_key, im.mimetype)
+
+
+@bp.get("/images/<int:iid>/pyramid")
+@login_required
+def image_pyramid(iid: int):
+    im = _image_or_404(iid)
+    if im is None:
+        return error(f"no image {iid}", 404)
+    if im.feature_status != FeatureStatus.DONE.value or not im.pyramid_key:
+        return error(f"the image's feature pyramid is not ready (status {im.feature_status})", 409,
+                     feature_status=im.feature_status)
+    return _send_blob(im.pyramid_key, "application/octet-stream")
+
+
+@bp.post("/images/<int:iid>/retry")
+@admin_required
+def retry_image(iid: int):
+    im = _image_or_404(iid)
+    if im is None:
+        return error(f"no image {iid}", 404)
+    if not precompute().retry(db_session(), im):
+        return error(f"only a failed image can be retried (status {im.feature_status})", 409)
+    return jsonify(image=image_json(im))
+
+
+@bp.get("/images/<int:iid>/objects")
+@login_required
+def image_objects(iid: int):
+    im = _image_or_404(iid)
+    if im is None:
+        return error(f"no image {iid}", 404)
+    rows = db_session().scalars(select(AnnotationObject).where(AnnotationObject.image_id == iid,
+                                                               AnnotationObject.deleted_at.is_(None))
+                                .order_by(AnnotationObject.id)).all()
+    return jsonify(objects=[object_json(o, im) for o in rows])
+
+
+@bp.post("/images/<int:iid>/objects")
+@login_required
+def save_object(iid: int):
+    im = _image_or_404(iid)
+    if im is None:
+        return error(f"no image {iid}", 404)
+    try:
+        obj = parse_object(request.get_json(silent=True), im, im.project)
+    except PayloadError as e:
+        return error(str(e), 400)
+    area, bbox = masks.area_and_bbox(obj.mask)
+    o = AnnotationObject(image_id=im.id, label_class_id=obj.label_class.id, rle_counts=masks.encode(obj.mask),
+                         area=area, bbox=bbox, clicks=obj.clicks, time_spent=obj.time_spent,
+                         author_id=current_user().id)
+    s = db_session()
+    s.add(o)
+    s.commit()
+    return jsonify(object=object_json(o, im)), 201
+
+
+@bp.post("/images/<int:iid>/submit")
+@login_required
+def submit_image(iid: int):
+    im = _image_or_404(iid)
+    if im is None:
+        return error(f"no image {iid}", 404)
+    s = db_session()
+    if im.annotation_status != AnnotationStatus.SUBMITTED.value:
+        im.annotation_status = AnnotationStatus.SUBMITTED.value
+        im.submitted_by_id = current_user().id
+        im.submitted_at = utcnow()
+        s.commit()
+    nxt = next_image(s, im.project, after=im.id)
+    return jsonify(image=image_json(im), next=image_json(nxt) if nxt else None)
+
+
+# -- objects --------------------------------------------------------------------------------
+
+
+def _live_object(oid: int) -> AnnotationObject | None:
+    o = db_session().get(AnnotationObject, oid)
+    return o if o is not None and o.deleted_at is None else None
+
+
+@bp.get("/objects/<int:oid>")
+@login_required
+def get_object(oid: int):
+    o = _live_object(oid)
+    if o is None:
+        return error(f"no object {oid}", 404)
+    return jsonify(object=object_json(o, o.image))
+
+
+@bp.delete("/objects/<int:oid>")
+@login_required
+def delete_object(oid: int):
+    o = _live_object(oid)
+    if o is None:
+        return error(f"no object {oid}", 404)
+    user = current_user()
+    if o.author_id != user.id and not user.is_admin:
+        return error("only the object's author or an admin can delete it", 403)
+    o.deleted_at = utcnow()
+    o.deleted_by_id = user.id
+    db_session().commit()
+    return jsonify(deleted=oid)
