@@ -11,6 +11,8 @@ Blueprints by audience:
 * ``auth`` (``webapp/auth.py``): ``/login``, ``/logout`` and ``/api/auth/...``.
 * ``admin`` (``webapp/admin.py``): the admins' pages under ``/admin`` (projects, uploads,
   live precompute progress, export).
+* ``annotate`` (``webapp/annotate.py``): the annotators' pages under ``/annotate`` (the
+  projects, and the annotation page grown from the playground).
 * ``api`` (``webapp/api.py``): the JSON API of projects, images and objects under ``/api/``
   (admin pages and the annotator).
 * ``vendor`` (``webapp/vendor.py``): third-party browser code served from our own origin
@@ -150,7 +152,7 @@ def create_app(config: dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(app.config["DATA_DIR"])
 
-    from . import admin, api, auth, db, headers, playground, realtime, vendor
+    from . import admin, annotate, api, auth, db, headers, playground, realtime, vendor
     from .precompute import NullJobQueue, Precompute, ThreadJobQueue
     from .storage import LocalBlobStore
 
@@ -174,6 +176,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(annotate.bp)
 
     @app.errorhandler(404)
     def not_found(e):

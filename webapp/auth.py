@@ -85,7 +85,7 @@ def _safe_next(target: str | None) -> str | None:
 def home_url(user: User | None) -> str:
     if user is not None and user.is_admin:
         return url_for("admin.projects")
-    return url_for("playground.page")
+    return url_for("annotate.projects")
 
 
 def _log_in(user: User) -> None:

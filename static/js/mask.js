@@ -167,3 +167,20 @@ export class MaskRenderer {
     ctx.restore();
   }
 }
+
+/**
+ * The outline of a mask: foreground pixels with a 4-neighbour that is background or outside.
+ * @param {ArrayLike<number>} mask h*w row-major 0/1
+ * @returns {Uint8Array} h*w 0/1
+ */
+export function maskOutline(mask, h, w) {
+  const out = new Uint8Array(h * w);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      if (!mask[i]) continue;
+      if (x === 0 || y === 0 || x === w - 1 || y === h - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - w] || !mask[i + w]) out[i] = 1;
+    }
+  }
+  return out;
+}

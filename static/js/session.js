@@ -33,6 +33,7 @@ export class ClickSession {
     this.predictFn = predict;
     this.queue = Promise.resolve();
     this.history = [this._fresh()];
+    this.redoStack = [];
   }
 
   _fresh() {
@@ -68,6 +69,10 @@ export class ClickSession {
     return this.history.length > 1;
   }
 
+  get canRedo() {
+    return this.redoStack.length > 0;
+  }
+
   /** Wait until every queued operation has run. */
   idle() {
     return this.queue;
@@ -101,6 +106,7 @@ export class ClickSession {
       // Keep memory per undo step small: only the newest state keeps its canvas-size margin.
       prev.upsampled = null;
       this.history.push(state);
+      this.redoStack = [];
       return state;
     });
   }
@@ -109,7 +115,19 @@ export class ClickSession {
   undo() {
     return this._enqueue(() => {
       if (!this.canUndo) throw new SessionError("nothing to undo: no clicks yet");
-      this.history.pop();
+      const undone = this.history.pop();
+      undone.upsampled = null;
+      this.redoStack.push(undone);
+      return this.current;
+    });
+  }
+
+  /** Re-apply the last undone click (no decoding: its state comes back as it was). */
+  redo() {
+    return this._enqueue(() => {
+      if (!this.canRedo) throw new SessionError("nothing to redo");
+      this.current.upsampled = null;
+      this.history.push(this.redoStack.pop());
       return this.current;
     });
   }
@@ -118,6 +136,7 @@ export class ClickSession {
   reset() {
     return this._enqueue(() => {
       this.history = [this._fresh()];
+      this.redoStack = [];
       return this.current;
     });
   }
