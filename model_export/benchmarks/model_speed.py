@@ -84,6 +84,9 @@ def main() -> None:
     out = {"size": a.size, "threads": a.threads, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
            "results": rows}
     if a.json:
+        from pathlib import Path
+
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2)
 
