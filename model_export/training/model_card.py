@@ -78,6 +78,9 @@ def render_model_card(weights: Path, eval_json: Path | None = None, notes: str =
         "|---|---|",
         f"| data | {', '.join(data) or '-'} from `../shared/data/train` (98% for training, 2% held out for "
         "validation; never the evaluation sets) |",
+        f"| training objects | {val[-1].get('objects', '?') if val else '?'} objects whose images had cached "
+        "TinyViT embeddings when training ended (images are encoded once into the cache; a run can start "
+        "before the cache is complete) |",
         f"| iterations | {meta.get('iteration')} x batch {tc.get('batch')} (crop {tc.get('crop')} on the "
         "512 canvas, one object per sample) |",
         f"| optimizer | AdamW, peak lr {tc.get('lr')}, weight decay {tc.get('weight_decay', 0.05)}, "
