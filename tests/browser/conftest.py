@@ -23,19 +23,8 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import fake_model  # noqa: E402
-from live_server import serve  # noqa: E402
+from live_server import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
-CHROMIUM = os.environ.get("INTERFORMER_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="session")

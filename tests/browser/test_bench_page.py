@@ -16,7 +16,7 @@ from pathlib import Path
 
 import fake_model
 import pytest
-from conftest import serve
+from live_server import serve
 
 REPO = Path(__file__).resolve().parents[2]
 CLICKS = 3
