@@ -175,3 +175,82 @@ def load_checkpoint(
         raise CheckpointError(f"{names}: {e}") from None
     model.load_state_dict(sd, strict=True)
     return model
+
+
+def warm_start(model: nn.Module, path: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
+    """Start ``model`` from another architecture's weights: returns (copied, sliced, fresh) keys.
+
+    Every tensor of ``path`` whose name and shape exist in ``model`` is copied. Then, where the
+    new architecture is a slimmer version of the old one, the old weights are sliced rather
+    than dropped (``shrink_transfers``): a narrower MLP keeps its strongest hidden units, a 2x2
+    patch merging keeps the 3x3 window's taps that cover the same pixels, an attention with
+    fewer pooling branches keeps the branches of the same ratios. The rest stays as built.
+    """
+    sd = read_state_dict(path)
+    own = model.state_dict()
+    sliced = shrink_transfers(model, sd, _source_config(path))
+    sliced = {k: v for k, v in sliced.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    # (a pooling branch's weights go by ratio, not by index: the slice wins over a same-name copy)
+    take = {k: v for k, v in sd.items() if k in own and k not in sliced and tuple(v.shape) == tuple(own[k].shape)}
+    if not take and not sliced:
+        raise CheckpointError(f"{path}: no tensor fits this model (names and shapes differ)")
+    new = {**take, **sliced}
+    model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in new.items()}}, strict=True)
+    return sorted(take), sorted(sliced), sorted(k for k in own if k not in new)
+
+
+def _source_config(path: str | os.PathLike):
+    """The model config a released weights file was trained with (its meta), or None."""
+    from .configs import CONFIGS
+
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True).get("meta")
+    except Exception:
+        return None
+    if isinstance(meta, str):
+        import json
+
+        meta = json.loads(meta)
+    name = meta.get("config") if isinstance(meta, dict) else None
+    return CONFIGS.get(name)
+
+
+def shrink_transfers(model: nn.Module, sd: Mapping[str, torch.Tensor], source_cfg=None) -> dict[str, torch.Tensor]:
+    """Slices of the old weights ``sd`` for the modules of ``model`` that are slimmer versions of
+    the old ones (see ``warm_start``); ``source_cfg``: the old model's config (pooling ratios)."""
+    import re
+
+    from .modeling.imsa import InvertedBottleneck, PatchMerging, PoolingAttention
+
+    out: dict[str, torch.Tensor] = {}
+    for name, mod in model.named_modules():
+        p = f"{name}." if name else ""
+        if isinstance(mod, InvertedBottleneck) and f"{p}0.weight" in sd:
+            w_in, w_out = sd[f"{p}0.weight"], sd[f"{p}4.weight"]
+            hidden = mod[0].out_channels
+            if w_in.shape[0] <= hidden or w_in.shape[1:] != mod[0].weight.shape[1:]:
+                continue
+            # the hidden units that matter most: |input weights| x |output weights|
+            score = w_in.flatten(1).norm(dim=1) * w_out.flatten(2).norm(dim=(0, 2))
+            keep = score.topk(hidden).indices.sort().values
+            out[f"{p}0.weight"], out[f"{p}0.bias"] = w_in[keep], sd[f"{p}0.bias"][keep]
+            out[f"{p}2.weight"], out[f"{p}2.bias"] = sd[f"{p}2.weight"][keep], sd[f"{p}2.bias"][keep]
+            out[f"{p}4.weight"] = w_out[:, keep]
+        elif isinstance(mod, PatchMerging) and mod.kernel_size == 2 and f"{p}reduction.weight" in sd:
+            c = mod.norm.normalized_shape[0] // 4
+            if sd[f"{p}norm.weight"].shape[0] != 9 * c:
+                continue
+            # Unfold(k3, p1, s2) window of output (i, j): rows 2i-1..2i+1; Unfold(k2, s2): rows 2i..2i+1
+            idx = torch.tensor([ch * 9 + ky * 3 + kx for ch in range(c) for ky in (1, 2) for kx in (1, 2)])
+            out[f"{p}norm.weight"], out[f"{p}norm.bias"] = sd[f"{p}norm.weight"][idx], sd[f"{p}norm.bias"][idx]
+            out[f"{p}reduction.weight"] = sd[f"{p}reduction.weight"][:, idx]
+        elif isinstance(mod, PoolingAttention) and source_cfg is not None:
+            m = re.search(r"(?:^|\.)(?:refine_)?stages\.(\d+)\.", name)
+            if m is None:
+                continue
+            old = tuple(source_cfg.neck.pool_ratios[int(m.group(1))])
+            for k, r in enumerate(mod.pool_ratios):
+                j = old.index(r) if r in old else None
+                if j is not None and f"{p}dconvs.{j}.weight" in sd:
+                    out[f"{p}dconvs.{k}.weight"], out[f"{p}dconvs.{k}.bias"] = sd[f"{p}dconvs.{j}.weight"], sd[f"{p}dconvs.{j}.bias"]
+    return out

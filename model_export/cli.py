@@ -12,9 +12,11 @@ from pathlib import Path
 
 
 def _add_train(sub) -> None:
+    from .default_model import DEFAULT_CONFIG
+
     p = sub.add_parser("train", help="train the decoder side on cached encoder outputs")
     p.add_argument("data", nargs="+", help="training folders (images/+masks/, or with a COCO instances*.json)")
-    p.add_argument("--config", default="interformer-tinyvit", help="model config (default: %(default)s)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="model config (default: %(default)s, the default model's)")
     p.add_argument("--cache", default="var/cache/tinyvit", help="embedding cache folder (default: %(default)s)")
     p.add_argument("--out", default="runs/default", help="run folder: checkpoints, log (default: %(default)s)")
     p.add_argument("--iters", type=int, default=20000)
@@ -31,6 +33,10 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None,
                    help="start a new run from released weights (continues their iteration count)")
+    p.add_argument("--warm-start", default=None,
+                   help="start a new run (iteration 0) from another architecture's weights: every tensor "
+                        "whose name and shape fit is copied, a slimmer module gets a slice of the old weights "
+                        "(narrower MLPs, fewer pooling branches, 2x2 patch merging), the rest keeps its initialisation")
     p.set_defaults(func=_run_train)
 
 
@@ -45,7 +51,7 @@ def _run_train(a) -> int:
                       crop=a.crop or None,
                       lr=a.lr, warmup=a.warmup, workers=a.workers, ckpt_every=a.ckpt_every,
                       val_every=a.val_every, val_samples=a.val_samples, device=a.device, threads=a.threads,
-                      seed=a.seed, init=a.init)
+                      seed=a.seed, init=a.init, warm_start=a.warm_start)
     print("last checkpoint:", train(cfg))
     return 0
 
@@ -134,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     from webapp.commands import add_create_admin_parser
 
     add_create_admin_parser(sub)
+    from webapp.worker import add_worker_parser
+
+    add_worker_parser(sub)
     return parser
 
 

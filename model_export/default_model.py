@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_CONFIG = "interformer-tinyvit"
+DEFAULT_CONFIG = "interformer-tinyvit-v3"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_CHECKPOINT = WEIGHTS_DIR / "interformer-tinyvit.pt"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "interformer-tinyvit-v3.pt"
 MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"

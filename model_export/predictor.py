@@ -177,8 +177,13 @@ class InterFormerPredictor:
         self.reset()
 
     def set_pyramid(self, feats: list[torch.Tensor], geometry: CanvasGeometry) -> None:
-        """Use a pyramid computed elsewhere (e.g. a stored one) for an image of ``geometry``."""
-        self._geom, self._feats = geometry, list(feats)
+        """Use a pyramid computed elsewhere (e.g. a stored one) for an image of ``geometry``: all
+        four levels, or the shipped F2..F4 of a model that derives F1 (computed here once)."""
+        complete = getattr(self.model, "complete_pyramid", None)  # absent: every level is shipped
+        if complete is not None:
+            with torch.no_grad():
+                feats = complete(list(feats))
+        self._geom, self._feats = geometry, feats
         self.reset()
 
     @property

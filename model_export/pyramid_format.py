@@ -855,8 +855,9 @@ def synthetic_pyramid(
     channels: tuple[int, ...] = DEFAULT_CHANNELS,
     seed: int = 0,
     smooth: bool = True,
+    strides: tuple[int, ...] | None = None,
 ) -> list[np.ndarray]:
-    """A stand-in for a real pyramid: per level, smooth random fields through GroupNorm-like
+    """A stand-in for a real pyramid (levels at ``strides``, default 4, 8, 16, ...): per level, smooth random fields through GroupNorm-like
     per-channel affine maps and a GELU (as the adapter's levels end), plus a little fine
     noise. ``smooth=False`` gives white noise through the same maps. Real images are the
     real measure; this only gives sizes and compressibility the right order of magnitude.
@@ -864,7 +865,7 @@ def synthetic_pyramid(
     rng = np.random.default_rng(seed)
     out = []
     for i, c in enumerate(channels):
-        s = 4 * 2**i
+        s = strides[i] if strides is not None else 4 * 2**i
         h, w = canvas_h // s, canvas_w // s
         if smooth:
             lh, lw = max(2, h // 4), max(2, w // 4)

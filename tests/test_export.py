@@ -27,7 +27,7 @@ from model_export.data import list_samples, load_mask, load_rgb
 from model_export.default_model import DEFAULT_CHECKPOINT, DEFAULT_CONFIG
 from model_export.export import manifest as mf
 from model_export.export.cli import export_model
-from model_export.export.onnx_decoder import OnnxClickSession
+from model_export.export.onnx_decoder import OnnxClickSession, shipped_levels
 from model_export.export.onnx_encoder import OnnxPyramidPipeline
 from model_export.predictor import InterFormerPredictor
 from model_export.pyramid_format import decode_pyramid, read_header
@@ -54,11 +54,13 @@ def grabcut_samples(n: int):
     return list_samples(d)[:n]
 
 
-def test_export_writes_files_and_manifest(default_export):
+def test_export_writes_files_and_manifest(default_export, default_net):
     m = mf.load_manifest(default_export)
     mf.verify_files(m, default_export)  # every file's sha256 matches
     assert m["model"]["id"] == DEFAULT_CONFIG and m["model"]["version"].startswith("w")
-    assert [f["channels"] for f in m["inputs"]["features"]] == [32, 64, 128, 256]
+    levels = shipped_levels(default_net)
+    assert [f["channels"] for f in m["inputs"]["features"]] == [(32, 64, 128, 256)[i] for i in levels]
+    assert [f["stride"] for f in m["inputs"]["features"]] == [(4, 8, 16, 32)[i] for i in levels]
     assert m["canvas"]["longest_side"] == 512 and m["output"]["stride"] == 4
     assert m["pyramid_model"]["kind"] == "tinyvit-adapter"
     assert max(m["verification"]["decoder_max_abs_margin_error"].values()) <= 1e-3
@@ -113,13 +115,54 @@ def image_margin(pred: InterFormerPredictor) -> np.ndarray:
     return cv2.resize(up, (g.image_w, g.image_h), interpolation=cv2.INTER_LINEAR)
 
 
+def test_fixed_canvas_sessions_equal_the_dynamic_one(default_export):
+    """The manifest names every symbolic dimension of decoder.onnx with its canvas axis and
+    divisor; fixing them for a canvas (what the browser's per-canvas sessions do) folds the shape
+    arithmetic away and gives the same margins as the dynamic session, square or not."""
+    import onnx
+
+    from model_export.export.onnx_decoder import DecoderOnnxModel, _session
+
+    m = mf.load_manifest(default_export)
+    dims = m["dynamic_axes"]["onnx_dim_params"]
+    graph = onnx.load(str(default_export / "decoder.onnx")).graph
+    used = {d.dim_param for v in (*graph.input, *graph.output) for d in v.type.tensor_type.shape.dim if d.dim_param}
+    assert used == set(dims), (used, set(dims))
+    assert dims["H"] == {"axis": "height", "divisor": 1} and dims["W_8"] == {"axis": "width", "divisor": 8}
+    names = [f["name"] for f in m["inputs"]["features"]]
+    dynamic = _session(default_export / "decoder.onnx", 2)
+    for h, w in ((512, 512), (352, 512), (512, 224)):
+        g = torch.Generator().manual_seed(h + w)
+        feeds = {f["name"]: torch.randn(1, f["channels"], h // f["stride"], w // f["stride"], generator=g).numpy()
+                 for f in m["inputs"]["features"]}
+        click_map = np.full((1, 1, h, w), 2, np.float32)
+        click_map[..., h // 3: h // 3 + 9, w // 2: w // 2 + 9] = 4
+        click_map[..., h // 5: h // 5 + 9, w // 5: w // 5 + 9] = 0
+        feeds["click_map"] = click_map
+        fixed = _session(default_export / "decoder.onnx", 2, canvas=(h, w), dims=dims)
+        a, b = dynamic.run(None, feeds)[0], fixed.run(None, feeds)[0]
+        assert a.shape == b.shape == (1, 1, h // 4, w // 4) and len(names) == len(feeds) - 1
+        assert float(np.abs(a - b).max()) <= 1e-4
+    # a fixed session refuses another canvas: never a silent wrong size
+    with pytest.raises(Exception, match="(?i)dim|shape"):
+        fixed.run(None, {k: v for k, v in _feeds_for(m, 512, 512).items()})
+
+
+def _feeds_for(m: dict, h: int, w: int) -> dict:
+    feeds = {f["name"]: np.zeros((1, f["channels"], h // f["stride"], w // f["stride"]), np.float32)
+             for f in m["inputs"]["features"]}
+    feeds["click_map"] = np.full((1, 1, h, w), 2, np.float32)
+    return feeds
+
+
 def test_onnx_pyramid_graph_matches_pytorch(default_export, default_net):
     from model_export.predictor import TinyViTPipeline
 
     rgb = load_rgb(grabcut_samples(1)[0].image_path)
     pipe = OnnxPyramidPipeline.from_manifest(default_export, threads=2)
-    ours = pipe.pyramid(rgb)
+    ours = pipe.pyramid(rgb)  # the shipped levels (F1..F4, or F2..F4 when the decoder derives F1)
     ref = TinyViTPipeline(default_net, threads=2).pyramid(rgb)
+    ref = [ref[i] for i in shipped_levels(default_net)]
     assert [o.shape for o in ours] == [tuple(r.shape) for r in ref]
     assert max(float(np.abs(o - r.numpy()).max()) for o, r in zip(ours, ref)) <= 1e-3
 
@@ -149,12 +192,13 @@ def test_int8_input_decoder_equals_dequantised_pyramid(default_export):
     m = cm.add_click(m, cm.Click(g["canvas_h"] // 2, g["canvas_w"] // 2, True)).astype(np.float32)[None, None]
     fp32 = ort.InferenceSession(str(default_export / "decoder.onnx"), providers=["CPUExecutionProvider"])
     q = ort.InferenceSession(str(default_export / "decoder.int8_inputs.onnx"), providers=["CPUExecutionProvider"])
-    feeds = {f"f{i + 1}": lv[None] for i, lv in enumerate(levels)} | {"click_map": m}
+    names = [lv["name"].lower() for lv in header["levels"]]  # f1..f4, or f2..f4 (F1 derived in the graph)
+    feeds = {n: lv[None] for n, lv in zip(names, levels)} | {"click_map": m}
     qfeeds = {"click_map": m}
-    for i, ql in enumerate(qlevels):
-        qfeeds[f"f{i + 1}_q"] = ql.data.reshape(ql.shape)[None].astype(np.int8)
-        qfeeds[f"f{i + 1}_scale"] = ql.scale.astype(np.float32)
-        qfeeds[f"f{i + 1}_zero_point"] = ql.zero_point.astype(np.int8)
+    for n, ql in zip(names, qlevels):
+        qfeeds[f"{n}_q"] = ql.data.reshape(ql.shape)[None].astype(np.int8)
+        qfeeds[f"{n}_scale"] = ql.scale.astype(np.float32)
+        qfeeds[f"{n}_zero_point"] = ql.zero_point.astype(np.int8)
     a = fp32.run(None, feeds)[0]
     b = q.run(None, qfeeds)[0]
     assert np.abs(a - b).max() <= 1e-4
@@ -184,10 +228,11 @@ def test_validate_manifest_names_every_mismatch(default_export):
     assert (geom.canvas_h, geom.canvas_w) == (352, 512)
     bad = json.loads(json.dumps(header))
     bad["model"]["version"] = "other"
-    bad["levels"][1]["shape"][0] = 65
+    channels = bad["levels"][1]["shape"][0]
+    bad["levels"][1]["shape"][0] = channels + 1
     with pytest.raises(mf.ManifestError) as e:
         mf.validate_manifest(m, bad)
-    assert "version other" in str(e.value) and "64 channels" in str(e.value)
+    assert "version other" in str(e.value) and f"{channels} channels" in str(e.value)
 
 
 def test_pyramid_service_errors(tmp_path, default_export):

@@ -48,6 +48,12 @@ def test_cache_train_resume_release_eval(tmp_path, tiny_data_dir):
     common2 = [a if a != str(run) else str(run2) for a in common]
     assert main(common2 + ["--iters", "4", "--init", str(weights)]) == 0
     assert torch.load(run2 / "last.pt", weights_only=False)["iteration"] == 4
+    # its release carries the lineage: what it continued from, and that run's log first
+    w2 = tmp_path / "w2.pt"
+    assert main(["release-weights", str(run2), "--out", str(w2)]) == 0
+    meta2 = json.loads(torch.load(w2, weights_only=True)["meta"])
+    assert meta2["init"] == {"file": "w.pt", "iteration": 3}
+    assert [json.loads(ln)["iter"] for ln in (tmp_path / "w2.log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
     out = tmp_path / "eval.json"
     code = main(["eval", str(tiny_data_dir), "--model", "default", "--checkpoint", str(weights),

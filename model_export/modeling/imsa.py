@@ -196,7 +196,12 @@ class PoolingBlock(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """Unfold(k3, s2, p1) with channel-major features (c, ky, kx) -> LayerNorm(9C) -> Linear(9C, C', no bias)."""
+    """Unfold(k3, s2, p1) with channel-major features (c, ky, kx) -> LayerNorm(9C) -> Linear(9C, C', no bias).
+
+    ``kernel_size=2`` (the browser-lean default model since v3): Unfold(k2, s2, p0), i.e. the 2x2
+    cells of the map, LayerNorm(4C) -> Linear(4C, C'). It sees the same pixels as taps (1..2, 1..2)
+    of the 3x3 window (``checkpoint.shrink_patch_merging`` copies those weights) at 4/9 of the cost.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 2):
         super().__init__()
@@ -295,9 +300,15 @@ class IMSA(nn.Module):
         pool_ratios: Sequence[Sequence[int]] = DEFAULT_POOL_RATIOS,
         drop_path_rate: float = 0.1,
         num_ref_modes: int = 5,
+        attend_from: int = 0,
+        merge_kernel: int = 3,
     ):
         super().__init__()
         n = len(depths)
+        if merge_kernel not in (2, 3):
+            raise ValueError(f"merge_kernel must be 3 (official: 3x3, padding 1) or 2 (2x2, no padding), got {merge_kernel}")
+        if attend_from not in (0, 1):
+            raise ValueError(f"attend_from must be 0 or 1, got {attend_from}")
         for name, seq in (
             ("in_channels", in_channels),
             ("num_heads", num_heads),
@@ -308,8 +319,12 @@ class IMSA(nn.Module):
         ):
             if len(seq) != n:
                 raise ValueError(f"{name} has {len(seq)} entries, depths has {n}")
-        if any(not (1 <= r <= d) for r, d in zip(refine_start, depths)):
-            raise ValueError(f"refine_start {tuple(refine_start)} must lie in 1..depths {tuple(depths)}")
+        for i, (r, d) in enumerate(zip(refine_start, depths)):
+            if i < attend_from and (r, d) != (0, 0):
+                raise ValueError(f"stage {i} is a pass-through level (attend_from={attend_from}): depth 0, refine_start 0")
+            if i >= attend_from and not (1 <= r <= d):
+                raise ValueError(f"refine_start {tuple(refine_start)} must lie in 1..depths {tuple(depths)}")
+        self.attend_from = attend_from
         self.in_channels = tuple(in_channels)
         self.depths = tuple(depths)
         self.refine_start = tuple(refine_start)
@@ -322,6 +337,11 @@ class IMSA(nn.Module):
         self.cum_strides = tuple(math.prod(self.strides[: i + 1]) for i in range(n))
 
         self.patch_embed = nn.Parameter(nn.init.xavier_normal_(torch.empty(num_ref_modes, in_channels[0])))
+        if attend_from:
+            # the first attended stage starts from its own level + its own click embedding
+            self.attend_embed = nn.Parameter(
+                nn.init.xavier_normal_(torch.empty(num_ref_modes, in_channels[attend_from]))
+            )
         self.stages = nn.ModuleList()
         self.refine_stages = nn.ModuleList()
         th, tw = target_size[0] // strides[0], target_size[1] // strides[0]
@@ -331,7 +351,8 @@ class IMSA(nn.Module):
             def block(k: int, i: int = i, dp: list[float] = dp, th: int = th, tw: int = tw) -> PoolingBlock:
                 return PoolingBlock(in_channels[i], num_heads[i], mlp_ratios[i], pool_ratios[i], (th, tw), dp[k])
 
-            down = PatchMerging(in_channels[i], in_channels[i + 1], 3, strides[i + 1]) if i < n - 1 else None
+            has_down = attend_from <= i < n - 1
+            down = PatchMerging(in_channels[i], in_channels[i + 1], merge_kernel, strides[i + 1]) if has_down else None
             self.stages.append(PoolingBlockSequence([block(k) for k in range(refine_start[i])], down))
             if depths[i] > refine_start[i]:
                 self.refine_stages.append(RefineBlockSequence([block(k) for k in range(refine_start[i], depths[i])]))
@@ -346,8 +367,18 @@ class IMSA(nn.Module):
     def has_refine(self) -> bool:
         return any(not isinstance(r, nn.Identity) for r in self.refine_stages)
 
-    def ref_embed(self, ref_label: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        """E = one_hot(M, 5) @ patch_embed at M's resolution, bilinear (align_corners False) to ``size``."""
+    def ref_embed(
+        self,
+        ref_label: torch.Tensor,
+        size: Sequence[int],
+        table: torch.Tensor | None = None,
+        stride: int | None = None,
+    ) -> torch.Tensor:
+        """E = one_hot(M, 5) @ table at M's resolution, bilinear (align_corners False) to ``size``.
+
+        ``table`` defaults to ``patch_embed``; ``stride`` (canvas / ``size``) is only used by the
+        export copy, which computes the same values at ``size`` directly."""
+        table = self.patch_embed if table is None else table
         idx = ref_label.long()
         if idx.dim() == 4:
             if idx.shape[1] != 1:
@@ -357,7 +388,7 @@ class IMSA(nn.Module):
             raise ValueError(f"ref_label must be (B, 1, H, W) or (B, H, W), got {tuple(ref_label.shape)}")
         if _eager_values(idx) and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.num_ref_modes):
             raise ValueError(f"ref_label values must lie in 0..{self.num_ref_modes - 1}")
-        e = F.embedding(idx, self.patch_embed)  # == one_hot(idx) @ table, exactly
+        e = F.embedding(idx, table)  # == one_hot(idx) @ table, exactly
         e = e.permute(0, 3, 1, 2)
         if tuple(e.shape[-2:]) != tuple(size):
             e = F.interpolate(e, size=tuple(size), mode="bilinear", align_corners=False)
@@ -377,9 +408,15 @@ class IMSA(nn.Module):
             for i, refine in enumerate(self.refine_stages):  # fail before any work is done
                 if not isinstance(refine, nn.Identity):
                     self._stage_roi(roi, i)
-        x = feats[0] + self.ref_embed(ref_label, feats[0].shape[-2:])
         outs = []
-        for i in range(self.num_stages):
+        if self.attend_from:
+            # pass-through level 0: no attention, only the click embedding (cheap at stride 4)
+            outs.append(self.norm0(feats[0] + self.ref_embed(ref_label, feats[0].shape[-2:], stride=self.cum_strides[0])))
+            k = self.attend_from
+            x = feats[k] + self.ref_embed(ref_label, feats[k].shape[-2:], self.attend_embed, self.cum_strides[k])
+        else:
+            x = feats[0] + self.ref_embed(ref_label, feats[0].shape[-2:], stride=self.cum_strides[0])
+        for i in range(self.attend_from, self.num_stages):
             x, out = self.stages[i](x, feats[i])
             refine = self.refine_stages[i]
             if not isinstance(refine, nn.Identity):

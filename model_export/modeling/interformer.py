@@ -50,6 +50,14 @@ class InterFormer(nn.Module):
             raise ValueError(f"backbone returned {len(feats)} maps, the neck needs {self.neck.num_stages}")
         return feats
 
+    def complete_pyramid(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """[F1..F4] from the levels a pyramid file ships: all four, or F2..F4 when the backbone
+        derives F1 from F2 (``derives_f1``; the browser decoder does the same in its graph)."""
+        feats = list(feats)
+        if len(feats) == self.neck.num_stages - 1 and getattr(self.backbone, "derives_f1", False):
+            return [self.backbone.derive_f1(feats[0]), *feats]
+        return feats
+
     # ----- per click -----
     def decode(
         self,
@@ -64,7 +72,9 @@ class InterFormer(nn.Module):
         neck's refine blocks to that window (zoom-in; no effect on models without refine blocks).
         With ``return_aux`` returns (logits, aux_logits); aux_logits is None without an auxiliary head.
         """
-        feats = list(feats)
+        feats = self.complete_pyramid(feats)
+        if len(feats) != self.neck.num_stages:
+            raise ValueError(f"expected {self.neck.num_stages} feature maps, got {len(feats)}")
         if ref_label.dim() == 3:
             ref_label = ref_label[:, None]
         if ref_label.dim() != 4 or ref_label.shape[1] != 1:

@@ -18,6 +18,13 @@ Deviation from SimpleFPN, on purpose: TinyViT has nothing finer than stride 8, s
 a light convolutional stem over the canvas RGB image (two stride-2 3x3 convs). That stem runs
 once per image on the server, with the rest of the pyramid, so it costs nothing per click and
 gives the stride-4 level real image edges to align mask boundaries with.
+
+``f1_source="f2"`` (the default model since v2): F1 is derived from F2 alone,
+``F1 = GELU(GN(ConvT2x2(F2)))`` (``derive_f1``), like SAM's mask decoder upscales its
+embedding. The server then ships only F2..F4 (0.46 MB as int8 at 512x512 instead of 0.99 MB)
+and the browser decoder computes F1 from the dequantized F2 inside its graph (~34 M MACs per
+click). No RGB stem: it would need the browser to reproduce the server's image decoding and
+resizing bit for bit.
 """
 
 from __future__ import annotations
@@ -37,17 +44,29 @@ def _gn(c: int) -> nn.GroupNorm:
 class TinyViTAdapter(nn.Module):
     """(embedding (B,256,64,64), canvas image (B,3,512,512) normalised) -> [F1, F2, F3, F4]."""
 
-    def __init__(self, in_dim: int = EMBED_DIM, dims: tuple[int, ...] = PYRAMID_DIMS, stem_dim: int = 24):
+    def __init__(
+        self,
+        in_dim: int = EMBED_DIM,
+        dims: tuple[int, ...] = PYRAMID_DIMS,
+        stem_dim: int = 24,
+        f1_source: str = "embedding+stem",
+    ):
         super().__init__()
+        if f1_source not in ("embedding+stem", "f2"):
+            raise ValueError(f"f1_source must be 'embedding+stem' or 'f2', got {f1_source!r}")
+        self.f1_source = f1_source
         d1, d2, d3, d4 = dims
-        self.up1 = nn.Sequential(
-            nn.ConvTranspose2d(in_dim, 64, 2, stride=2), _gn(64), nn.GELU()
-        )
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, stem_dim, 3, stride=2, padding=1), _gn(stem_dim), nn.GELU(),
-            nn.Conv2d(stem_dim, stem_dim, 3, stride=2, padding=1), _gn(stem_dim), nn.GELU(),
-        )
-        self.fuse1 = nn.Sequential(nn.Conv2d(64 + stem_dim, d1, 1), _gn(d1), nn.GELU())
+        if f1_source == "f2":
+            self.up1 = nn.Sequential(nn.ConvTranspose2d(d2, d1, 2, stride=2), _gn(d1), nn.GELU())
+        else:
+            self.up1 = nn.Sequential(
+                nn.ConvTranspose2d(in_dim, 64, 2, stride=2), _gn(64), nn.GELU()
+            )
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, stem_dim, 3, stride=2, padding=1), _gn(stem_dim), nn.GELU(),
+                nn.Conv2d(stem_dim, stem_dim, 3, stride=2, padding=1), _gn(stem_dim), nn.GELU(),
+            )
+            self.fuse1 = nn.Sequential(nn.Conv2d(64 + stem_dim, d1, 1), _gn(d1), nn.GELU())
         self.level2 = nn.Sequential(nn.Conv2d(in_dim, d2, 1), _gn(d2), nn.GELU())
         self.level3 = nn.Sequential(
             nn.Conv2d(in_dim, in_dim, 2, stride=2), _gn(in_dim), nn.Conv2d(in_dim, d3, 1), _gn(d3), nn.GELU()
@@ -57,7 +76,23 @@ class TinyViTAdapter(nn.Module):
             nn.Conv2d(in_dim, in_dim, 2, stride=2), _gn(in_dim), nn.Conv2d(in_dim, d4, 1), _gn(d4), nn.GELU(),
         )
 
-    def forward(self, embedding: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:
-        f1 = self.fuse1(torch.cat([self.up1(embedding), self.stem(image)], dim=1))
-        return [f1, self.level2(embedding), self.level3(embedding), self.level4(embedding)]
+    @property
+    def derives_f1(self) -> bool:
+        """True when F1 is a function of F2 alone (then only F2..F4 are shipped per image)."""
+        return self.f1_source == "f2"
+
+    def derive_f1(self, f2: torch.Tensor) -> torch.Tensor:
+        if not self.derives_f1:
+            raise RuntimeError("this adapter's F1 needs the embedding and the image, not F2")
+        return self.up1(f2)
+
+    def forward(self, embedding: torch.Tensor, image: torch.Tensor | None = None) -> list[torch.Tensor]:
+        f2 = self.level2(embedding)
+        if self.derives_f1:
+            f1 = self.derive_f1(f2)
+        else:
+            if image is None:
+                raise ValueError("this adapter's RGB stem needs the canvas image")
+            f1 = self.fuse1(torch.cat([self.up1(embedding), self.stem(image)], dim=1))
+        return [f1, f2, self.level3(embedding), self.level4(embedding)]
 

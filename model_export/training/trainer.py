@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .clicksim import simulate_clicks
+from ..default_model import DEFAULT_CONFIG
 from .losses import normalized_focal_loss
 from .optim import build_optimizer, poly_lr, set_lr
 from .samples import CachedEmbeddingDataset, discover_objects, split_holdout
@@ -31,7 +32,7 @@ AUX_WEIGHT = 0.4
 
 @dataclass
 class TrainConfig:
-    config: str = "interformer-tinyvit"
+    config: str = DEFAULT_CONFIG
     data: list[str] = field(default_factory=list)
     cache: str = "var/cache/tinyvit"
     out: str = "runs/default"
@@ -50,6 +51,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     init: str | None = None  # start from released weights (e.g. the committed default model)
+    warm_start: str | None = None  # another architecture's weights: copy what fits, iteration 0
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
@@ -155,6 +157,14 @@ def train(cfg: TrainConfig) -> Path:
         start = int(json.loads(meta)["iteration"]) if meta else 0
         rng = np.random.default_rng(cfg.seed + start)
         print(f"initialised from {cfg.init} (iteration {start}; optimizer state starts fresh)")
+    elif cfg.warm_start:
+        from ..checkpoint import warm_start
+
+        loaded, sliced, fresh = warm_start(model, cfg.warm_start)
+        print(f"warm start from {cfg.warm_start}: {len(loaded)} tensors copied, {len(sliced)} sliced, "
+              f"{len(fresh)} left as built")
+        (out / "warm_start.json").write_text(
+            json.dumps({"from": cfg.warm_start, "loaded": loaded, "sliced": sliced, "fresh": fresh}, indent=1))
 
     held = [o for o in CachedEmbeddingDataset(held, cache, use_flips=False).objects]
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
