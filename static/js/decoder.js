@@ -53,12 +53,20 @@ export class Decoder {
   /**
    * Send an image's pyramid to the worker once; the arrays' buffers are transferred (they
    * become unusable here). Resolves when the worker is ready to predict (after a warm-up run).
-   * @param {{name: string, shape: number[], data: Float32Array}[]} levels F1 first
+   * @param {{name: string, stride: number, shape: number[], data: Float32Array}[]} levels finest first
    */
   async setPyramid(levels, { warmup = true } = {}) {
     const buffers = [...new Set(levels.map((l) => l.data.buffer))];
-    const msg = { type: "setPyramid", warmup, levels: levels.map((l) => ({ name: l.name, shape: l.shape, data: l.data })) };
+    const msg = { type: "setPyramid", warmup, levels: levels.map((l) => ({ name: l.name, stride: l.stride, shape: l.shape, data: l.data })) };
     return this._call(msg, buffers);
+  }
+
+  /**
+   * Build the decoder session for a canvas size ahead of time (e.g. while the next image is
+   * prefetched), so that its setPyramid does not wait for it. Resolves to {sessionMs, fixed}.
+   */
+  async prepare(height, width) {
+    return this._call({ type: "prepare", height, width });
   }
 
   /**
@@ -80,27 +88,67 @@ export class Decoder {
   }
 }
 
-/**
- * Start a worker and load the decoder into it.
- * @param {string} url of decoder.onnx
- * @param {{features: {name: string}[], clickMap: string, output: string}} manifest normalised (manifest.js)
- * @param {{numThreads?: number, preferWebGPU?: boolean}} [opts]
- * @returns {Promise<Decoder>} with `info`: {backend, numThreads, crossOriginIsolated, loadMs, ...}
- */
-export async function loadDecoder(url, manifest, opts = {}) {
+/** How long a decoder worker may take to start before it is restarted single-threaded. */
+export const START_TIMEOUT_MS = 45_000;
+
+async function startDecoder(url, manifest, opts) {
   const worker = new Worker(new URL("./decoder_worker.js", import.meta.url), { type: "module", name: "decoder" });
   const decoder = new Decoder(worker);
+  let timer = null;
+  const timeoutMs = opts.startTimeoutMs ?? START_TIMEOUT_MS;
   try {
-    decoder.info = await decoder._call({
+    const started = decoder._call({
       type: "init",
       modelUrl: new URL(url, self.location.href).href,
       names: { features: manifest.features.map((f) => f.name), clickMap: manifest.clickMap, output: manifest.output },
       numThreads: opts.numThreads,
       preferWebGPU: opts.preferWebGPU ?? true,
+      dimParams: manifest.dimParams ?? null,
+      staticShapes: opts.staticShapes ?? true,
     });
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new DecoderStartTimeout(timeoutMs)), timeoutMs);
+    });
+    decoder.info = await Promise.race([started, timeout]);
   } catch (e) {
     decoder.terminate();
     throw e;
+  } finally {
+    clearTimeout(timer);
   }
   return decoder;
+}
+
+export class DecoderStartTimeout extends DecoderError {
+  constructor(ms) {
+    super(`the decoder did not start within ${Math.round(ms / 1000)} s`);
+    this.name = "DecoderStartTimeout";
+  }
+}
+
+/**
+ * Start a worker and load the decoder into it.
+ *
+ * A worker that has not started after `startTimeoutMs` (default START_TIMEOUT_MS) is stopped
+ * and started again with one WebAssembly thread and no WebGPU: a browser that cannot bring up
+ * onnxruntime-web's thread pool (seen in Firefox ESR on a loaded machine) still gets a working
+ * decoder. `info.fallback` then says so, for the page to show.
+ * @param {string} url of decoder.onnx
+ * @param {{features: {name: string}[], clickMap: string, output: string, dimParams?: object[]|null}} manifest
+ *   normalised (manifest.js)
+ * @param {{numThreads?: number, preferWebGPU?: boolean, staticShapes?: boolean, startTimeoutMs?: number}} [opts]
+ *   staticShapes false: one dynamic-shape session for every canvas (default: a fixed-shape session
+ *   per canvas size when the manifest names the graph's dimensions; see decoder_worker.js)
+ * @returns {Promise<Decoder>} with `info`: {backend, numThreads, crossOriginIsolated, loadMs, fallback?, ...}
+ */
+export async function loadDecoder(url, manifest, opts = {}) {
+  try {
+    return await startDecoder(url, manifest, opts);
+  } catch (e) {
+    if (!(e instanceof DecoderStartTimeout) || opts.numThreads === 1) throw e;
+    console.warn(`${e.message}; starting it again with one thread`);
+    const decoder = await startDecoder(url, manifest, { ...opts, numThreads: 1, preferWebGPU: false, startTimeoutMs: undefined });
+    decoder.info.fallback = `${e.message} with threads; it runs on one thread (slower clicks)`;
+    return decoder;
+  }
 }

