@@ -22,8 +22,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -d node_modules/
   echo "$want" > "$stamp"
 fi
 
-# Debian's chromium for the Playwright browser tests (tests/browser/); we run as root, no sudo.
-if [ ! -x /usr/bin/chromium ]; then
+# Debian's chromium and firefox-esr for the Playwright browser tests (tests/browser/; Firefox is
+# driven over WebDriver BiDi); we run as root, no sudo.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/firefox-esr ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium firefox-esr
 fi

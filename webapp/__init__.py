@@ -15,6 +15,9 @@ Blueprints by audience:
   projects, and the annotation page grown from the playground).
 * ``api`` (``webapp/api.py``): the JSON API of projects, images and objects under ``/api/``
   (admin pages and the annotator).
+* ``crowd`` (``webapp/crowd.py``): the crowdsourcing API (queue with locks, drafts, review,
+  quality, dashboard, invites, completion codes); ``invites`` (``webapp/invites.py``): the
+  public sign-up pages of invitation links; ``review`` pages (``webapp/review_pages.py``).
 * ``vendor`` (``webapp/vendor.py``): third-party browser code served from our own origin
   (onnxruntime-web under ``/vendor/ort/``, socket.io-client under ``/vendor/socket.io/``; no CDN).
 
@@ -22,6 +25,8 @@ Beside them: the database (``webapp/db.py``, migrated to head at start), the blo
 (``webapp/storage.py``), the precompute with its in-process worker (``webapp/precompute.py``)
 and Socket.IO (``webapp/realtime.py``; run the app with ``socketio.run`` --
 ``app.extensions["socketio"]`` -- as ``interformer serve`` does).
+
+Every route and Socket.IO event is checked against one role table (``webapp/permissions.py``).
 
 Every response is cross-origin isolated (``webapp/headers.py``) so that the browser grants
 ``SharedArrayBuffer`` and onnxruntime-web can run its WebAssembly with threads.
@@ -51,12 +56,19 @@ environment variables ``INTERFORMER_DATA_DIR`` / ``INTERFORMER_MODEL_DIR`` / ``D
     mix. ``None``: no precompute runs (new images stay pending) and the playground's pyramid
     route answers 503 unless a cached file exists.
 ``PRECOMPUTE_WORKER``
-    ``"thread"`` (default): the precompute runs in a thread of this process; ``"none"``: jobs
-    are only recorded (a worker elsewhere takes them).
+    ``"thread"`` (default): the precompute runs in a thread of this process; ``"redis"``: jobs
+    go to Redis and ``interformer worker`` processes run them; ``"none"``: jobs are only
+    recorded. With ``REDIS_URL`` / ``PRECOMPUTE_QUEUE`` / ``BLOB_STORE_URL`` /
+    ``SOCKETIO_CHANNEL``: webapp/scaleout.py and docs/deploy.md (all read from the environment).
 ``BLOB_STORE``
-    A ``webapp.storage.BlobStore``; default ``LocalBlobStore(DATA_DIR / "blobs")``.
+    A ``webapp.storage.BlobStore``; default from ``BLOB_STORE_URL`` (a folder or
+    ``s3://bucket/prefix``), else ``LocalBlobStore(DATA_DIR / "blobs")``.
 ``MAX_IMAGE_BYTES`` / ``MAX_IMAGE_PIXELS`` / ``MAX_ZIP_MEMBERS`` / ``MAX_ZIP_TOTAL_BYTES`` / ``MAX_ZIP_RATIO``
     Upload limits (webapp/uploads.py); ``MAX_CONTENT_LENGTH`` bounds one request.
+``SESSION_COOKIE_SECURE`` / ``CSRF_ENABLED`` / ``MAX_JSON_BYTES`` / ``LOGIN_MAX_FAILURES_PER_USER`` / ``LOGIN_MAX_FAILURES_PER_IP`` / ``LOGIN_WINDOW_S`` / ``RATE_LIMIT_PREFIX`` / ``PROXY_FIX``
+    Security (webapp/security.py, docs/security.md): Secure cookies (default: environment
+    ``INTERFORMER_HTTPS=1``), CSRF tokens, JSON body limit, login rate limit (in Redis when
+    ``REDIS_URL`` is set), proxy headers.
 ``PASSWORD_HASH_METHOD``
     werkzeug.security hash method for new passwords (default ``scrypt``).
 ``SOCKETIO_MESSAGE_QUEUE``
@@ -85,6 +97,8 @@ for _ext, _type in ((".js", "text/javascript"), (".mjs", "text/javascript"), (".
 
 
 def _defaults() -> dict[str, Any]:
+    from . import scaleout
+
     data_dir = Path(os.environ.get("INTERFORMER_DATA_DIR", str(REPO / "var")))
     return {
         "DATA_DIR": data_dir,
@@ -98,8 +112,8 @@ def _defaults() -> dict[str, Any]:
         "SECRET_KEY": os.environ.get("INTERFORMER_SECRET_KEY") or None,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SECURE": os.environ.get("INTERFORMER_HTTPS", "").lower() in ("1", "true", "yes"),
         "PASSWORD_HASH_METHOD": "scrypt",
-        "PRECOMPUTE_WORKER": "thread",
         "BLOB_STORE": None,
         "MAX_CONTENT_LENGTH": 4 * 1024**3,
         "MAX_IMAGE_BYTES": 64 * 1024**2,
@@ -107,7 +121,7 @@ def _defaults() -> dict[str, Any]:
         "MAX_ZIP_MEMBERS": 10_000,
         "MAX_ZIP_TOTAL_BYTES": 8 * 1024**3,
         "MAX_ZIP_RATIO": 100.0,
-        "SOCKETIO_MESSAGE_QUEUE": None,
+        **scaleout.env_defaults(),  # PRECOMPUTE_WORKER, REDIS_URL, BLOB_STORE_URL, SOCKETIO_MESSAGE_QUEUE, ...
     }
 
 
@@ -152,24 +166,22 @@ def create_app(config: dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(app.config["DATA_DIR"])
 
-    from . import admin, annotate, api, auth, db, headers, playground, realtime, vendor
-    from .precompute import NullJobQueue, Precompute, ThreadJobQueue
-    from .storage import LocalBlobStore
+    from . import admin, annotate, api, auth, crowd, db, headers, invites, permissions, playground, realtime, review_pages, security, vendor
+    from . import db_errors, scaleout
+    from .precompute import Precompute
 
     headers.init_app(app)
+    permissions.init_app(app)
+    security.init_app(app)  # CSRF, login rate limit, JSON size (webapp/security.py): after the role check
     database = db.init_app(app)
-    store = app.config.get("BLOB_STORE") or LocalBlobStore(app.config["DATA_DIR"] / "blobs")
+    db_errors.init_app(app)  # database unreachable -> 503 with a message (webapp/db_errors.py)
+    store = scaleout.make_blob_store(app.config)
     app.extensions["blob_store"] = store
     realtime.init_app(app)
     pre = Precompute(database, store, provider, realtime.notifier(app))
-    worker = app.config.get("PRECOMPUTE_WORKER", "thread")
-    if worker not in ("thread", "none"):
-        raise ValueError(f"PRECOMPUTE_WORKER is 'thread' or 'none', not {worker!r}")
-    pre.jobs = ThreadJobQueue(pre.run) if provider is not None and worker == "thread" else NullJobQueue()
+    pre.jobs = scaleout.make_job_queue(app.config, pre)
     app.extensions["precompute"] = pre
-    if isinstance(pre.jobs, ThreadJobQueue):  # this process is the worker: pick up unfinished work
-        pre.jobs.start()
-        pre.resume()
+    scaleout.start_jobs(pre)  # the thread worker, or Redis: pick up unfinished work
 
     app.register_blueprint(playground.bp)
     app.register_blueprint(vendor.bp)
@@ -177,6 +189,9 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(annotate.bp)
+    app.register_blueprint(crowd.bp)
+    app.register_blueprint(invites.bp)
+    app.register_blueprint(review_pages.bp)
 
     @app.errorhandler(404)
     def not_found(e):

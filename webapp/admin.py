@@ -5,8 +5,12 @@
 ``GET  /admin/projects/<pid>``      the project page: upload (files or zips; per-file results),
                                     live precompute progress (Socket.IO), per-image failures with
                                     a retry button, export links (static/js/admin_project.js)
-``GET  /admin/users``               accounts, and the form to add one
+``GET  /admin/projects/<pid>/dashboard``  the project dashboard (admins and reviewers): progress
+                                    per annotator, seconds and clicks per object with their
+                                    distributions, gold IoU and agreement, live over Socket.IO
+``GET  /admin/users``               accounts, invitations, and the forms to add them
 ``POST /admin/users``               add an account (username, password, role)
+``POST /admin/invites``             make invitation links (role, how many, uses each, hours valid)
 
 The pages are thin: the project page drives the JSON API (webapp/api.py).
 """
@@ -17,9 +21,10 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from sqlalchemy import select
 
 from .accounts import AccountError, create_user
-from .auth import admin_required, current_user
+from .auth import admin_required, current_user, login_required
 from .db import db_session
-from .models import Project, Role, User
+from .invites import InviteError, create_invites
+from .models import Invite, Project, Role, User
 from .precompute import provider_model_id
 from .projects import ProjectError, annotation_counts, create_project
 
@@ -64,12 +69,30 @@ def project_page(pid: int):
     return render_template("admin/project.html", project=p, user=current_user(), worker_running=worker_running)
 
 
+@bp.get("/projects/<int:pid>/dashboard")
+@login_required
+def dashboard_page(pid: int):
+    p = db_session().get(Project, pid)
+    if p is None:
+        return render_template("admin/not_found.html", what=f"project {pid}", user=current_user()), 404
+    return render_template("admin/dashboard.html", project=p, user=current_user())
+
+
+ROLES = [Role.ADMIN.value, Role.REVIEWER.value, Role.ANNOTATOR.value]
+
+
+def _users_page(error: str | None = None, invite_error: str | None = None, made: list | None = None, status: int = 200):
+    s = db_session()
+    rows = s.scalars(select(User).order_by(User.id)).all()
+    invites = s.scalars(select(Invite).order_by(Invite.id.desc()).limit(200)).all()
+    return render_template("admin/users.html", users=rows, roles=ROLES, error=error, invite_error=invite_error,
+                           invites=invites, made=made or [], user=current_user()), status
+
+
 @bp.get("/users")
 @admin_required
 def users():
-    rows = db_session().scalars(select(User).order_by(User.id)).all()
-    return render_template("admin/users.html", users=rows, roles=[Role.ADMIN.value, Role.ANNOTATOR.value],
-                           error=None, user=current_user())
+    return _users_page()
 
 
 @bp.post("/users")
@@ -77,12 +100,31 @@ def users():
 def create_user_form():
     role = request.form.get("role", Role.ANNOTATOR.value)
     try:
-        if role not in (Role.ADMIN.value, Role.ANNOTATOR.value):
+        if role not in ROLES:
             raise AccountError(f"unknown role {role!r}")
         create_user(db_session(), request.form.get("username", ""), request.form.get("password", ""), role,
                     current_app.config["PASSWORD_HASH_METHOD"])
     except AccountError as e:
-        rows = db_session().scalars(select(User).order_by(User.id)).all()
-        return render_template("admin/users.html", users=rows, roles=[Role.ADMIN.value, Role.ANNOTATOR.value],
-                               error=str(e), user=current_user()), 400
+        return _users_page(error=str(e), status=400)
     return redirect(url_for("admin.users"))
+
+
+@bp.post("/invites")
+@admin_required
+def create_invites_form():
+    def num(key: str, default: int | None):
+        v = request.form.get(key, "").strip()
+        if not v:
+            return default
+        try:
+            return int(v)
+        except ValueError:
+            return v  # create_invites says what is wrong
+
+    data = {"role": request.form.get("role", Role.ANNOTATOR.value), "count": num("count", 1),
+            "max_uses": num("max_uses", 1), "expires_in_hours": num("expires_in_hours", None)}
+    try:
+        made = create_invites(db_session(), current_user(), data)
+    except InviteError as e:
+        return _users_page(invite_error=str(e), status=400)
+    return _users_page(made=made, status=201)

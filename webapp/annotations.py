@@ -43,7 +43,7 @@ def _number(v: object) -> float | None:
     return float(v)
 
 
-def _label_class(data: dict, project: Project) -> LabelClass:
+def label_class_of(data: dict, project: Project) -> LabelClass:
     key = data.get("class_id", data.get("class"))
     if key is None:
         raise PayloadError('"class" is missing (a label class name or id)')
@@ -77,7 +77,7 @@ def _clicks(value: object, image: Image) -> list[dict]:
 def parse_object(data: object, image: Image, project: Project) -> ObjectInput:
     if not isinstance(data, dict):
         raise PayloadError("expected a JSON object body")
-    label_class = _label_class(data, project)
+    label_class = label_class_of(data, project)
     has_rle, has_png = "rle" in data, "mask_png" in data
     if has_rle == has_png:
         raise PayloadError('give the mask as exactly one of "rle" or "mask_png"')
@@ -111,4 +111,5 @@ def object_json(o: AnnotationObject, image: Image) -> dict:
         "author_id": o.author_id,
         "author": o.author.username,
         "created_at": iso(o.created_at),
+        "client_id": o.client_id,
     }

@@ -1,7 +1,14 @@
 """The JSON API of projects, images and objects (used by the admin pages and the annotator).
 
-Every route needs a login (anonymous: 401); those marked *admin* answer 403 to annotators.
-Errors are ``{"error": message}`` with a 4xx status.
+Every route needs a login (anonymous: 401); those marked *admin* answer 403 to others. The
+roles of every route are in webapp/permissions.py; the crowdsourcing routes (queue, drafts,
+review, quality, dashboard, invites) in webapp/crowd.py. Errors are ``{"error": message}``
+with a 4xx status.
+
+Annotators work on the images the queue hands them (webapp/queue.py): saving an object,
+autosaving or submitting takes the image's lock if it is free (409 when other annotators hold
+every slot), and an annotator sees only their own objects of an image. An object saved with a
+``client_id`` is saved once: the same ``client_id`` again answers the first object (200).
 
 ``GET    /api/projects``                            projects with progress counts
 ``POST   /api/projects``                    admin   ``{"name", "classes": [name | {"name", "color"}]}`` -> 201
@@ -10,7 +17,7 @@ Errors are ``{"error": message}`` with a 4xx status.
 ``POST   /api/projects/<pid>/images``       admin   multipart ``files`` (images and/or zips) -> per-file results
 ``GET    /api/projects/<pid>/progress``             precompute counts
 ``POST   /api/projects/<pid>/retry-failed`` admin   re-queue every failed image
-``GET    /api/projects/<pid>/next[?after=<iid>]``   the next open image for the current user, or null
+``GET    /api/projects/<pid>/next[?after=<iid>]``   the image the queue would hand the current user next (read only), or null
 ``GET    /api/projects/<pid>/export/coco.json``   admin   COCO JSON (``?segmentation=polygons|rle``)
 ``GET    /api/projects/<pid>/export/masks.zip``   admin   PNG masks (instance + semantic)
 ``GET    /api/images/<iid>``                        one image
@@ -29,18 +36,24 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
 from sqlalchemy import select
 
-from . import masks
-from .annotations import PayloadError, object_json, parse_object
+import re
+
+from sqlalchemy.exc import IntegrityError
+
+from . import codes, masks, queue
+from .annotations import PayloadError, label_class_of, object_json, parse_object
 from .auth import admin_required, current_user, login_required
 from .db import db_session
 from .export import coco_export, png_masks_zip
-from .models import AnnotationObject, AnnotationStatus, FeatureStatus, Image, Project, iso, utcnow
+from .models import AnnotationObject, AnnotationStatus, Assignment, FeatureStatus, Image, Project, Role, iso, utcnow
 from .precompute import PROJECT_PROGRESS, Precompute, provider_model_id
-from .projects import ProjectError, annotation_counts, create_project, next_image
+from .projects import ProjectError, annotation_counts, create_project
+from .realtime import dashboard_changed
 from .storage import BlobStore
 from .uploads import UploadLimits, add_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 def error(message: str, code: int, **extra):
@@ -88,8 +101,16 @@ def image_json(im: Image) -> dict:
             "pyramid": url_for("api.image_pyramid", iid=im.id),
             "objects": url_for("api.image_objects", iid=im.id),
             "submit": url_for("api.submit_image", iid=im.id),
+            "claim": url_for("crowd.claim", iid=im.id),
+            "draft": url_for("crowd.get_draft", iid=im.id),
         },
+        **({"is_gold": im.is_gold} if _is_staff() else {}),  # annotators must not know
     }
+
+
+def _is_staff() -> bool:
+    user = current_user()
+    return user is not None and user.role in (Role.ADMIN.value, Role.REVIEWER.value)
 
 
 def project_json(p: Project) -> dict:
@@ -102,9 +123,13 @@ def project_json(p: Project) -> dict:
         "created_at": iso(p.created_at),
         "progress": precompute().progress(s, p.id),
         "annotation": annotation_counts(s, p.id),
+        "settings": {"overlap": p.overlap, "lock_timeout_s": p.lock_timeout_s, "gold_every": p.gold_every,
+                     "batch_size": p.batch_size},
         "urls": {
             "images": url_for("api.project_images", pid=p.id),
             "next": url_for("api.project_next", pid=p.id),
+            "queue_next": url_for("crowd.queue_next", pid=p.id),
+            "completion_codes": url_for("crowd.my_codes", pid=p.id),
             "export_coco": url_for("api.export_coco", pid=p.id),
             "export_masks": url_for("api.export_masks", pid=p.id),
         },
@@ -217,7 +242,7 @@ def project_next(pid: int):
     after = request.args.get("after")
     if after is not None and not after.isdigit():
         return error("'after' must be an image id", 400)
-    im = next_image(db_session(), p, int(after) if after is not None else None)
+    im = queue.peek_next(db_session(), p, current_user(), int(after) if after is not None else None)
     return jsonify(image=image_json(im) if im else None)
 
 
@@ -307,9 +332,13 @@ def image_objects(iid: int):
     im = _image_or_404(iid)
     if im is None:
         return error(f"no image {iid}", 404)
-    rows = db_session().scalars(select(AnnotationObject).where(AnnotationObject.image_id == iid,
-                                                               AnnotationObject.deleted_at.is_(None))
-                                .order_by(AnnotationObject.id)).all()
+    q = select(AnnotationObject).where(AnnotationObject.image_id == iid, AnnotationObject.deleted_at.is_(None))
+    user = current_user()
+    if user.role == Role.ANNOTATOR.value:  # independent work: an annotator sees only their own
+        own = queue.user_assignment(db_session(), user.id, iid)
+        q = q.where(AnnotationObject.author_id == user.id,
+                    AnnotationObject.assignment_id == own.id if own is not None else AnnotationObject.assignment_id.is_(None))
+    rows = db_session().scalars(q.order_by(AnnotationObject.id)).all()
     return jsonify(objects=[object_json(o, im) for o in rows])
 
 
@@ -319,18 +348,46 @@ def save_object(iid: int):
     im = _image_or_404(iid)
     if im is None:
         return error(f"no image {iid}", 404)
+    s = db_session()
+    user = current_user()
+    data = request.get_json(silent=True)
+    client_id = data.get("client_id") if isinstance(data, dict) else None
+    if client_id is not None and (not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id)):
+        return error('"client_id" must be 8-64 letters, digits, "_" or "-"', 400)
+    if client_id is not None:
+        first = _by_client_id(user.id, client_id)
+        if first is not None:  # a retry or an offline replay: the object is saved already
+            return jsonify(object=object_json(first, first.image), duplicate=True), 200
     try:
-        obj = parse_object(request.get_json(silent=True), im, im.project)
+        obj = parse_object(data, im, im.project)
     except PayloadError as e:
         return error(str(e), 400)
+    assignment_id = None
+    if user.role != Role.ADMIN.value:
+        try:
+            assignment_id = queue.claim_image(s, im.project, im, user).id
+        except queue.QueueError as e:
+            return error(str(e), e.status)
     area, bbox = masks.area_and_bbox(obj.mask)
     o = AnnotationObject(image_id=im.id, label_class_id=obj.label_class.id, rle_counts=masks.encode(obj.mask),
                          area=area, bbox=bbox, clicks=obj.clicks, time_spent=obj.time_spent,
-                         author_id=current_user().id)
-    s = db_session()
+                         author_id=user.id, assignment_id=assignment_id, client_id=client_id)
     s.add(o)
-    s.commit()
+    try:
+        s.commit()
+    except IntegrityError:  # the same client_id saved concurrently
+        s.rollback()
+        first = _by_client_id(user.id, client_id) if client_id else None
+        if first is None:
+            raise
+        return jsonify(object=object_json(first, first.image), duplicate=True), 200
+    dashboard_changed(im.project_id)
     return jsonify(object=object_json(o, im)), 201
+
+
+def _by_client_id(user_id: int, client_id: str) -> AnnotationObject | None:
+    return db_session().scalar(select(AnnotationObject).where(AnnotationObject.author_id == user_id,
+                                                              AnnotationObject.client_id == client_id))
 
 
 @bp.post("/images/<int:iid>/submit")
@@ -340,13 +397,25 @@ def submit_image(iid: int):
     if im is None:
         return error(f"no image {iid}", 404)
     s = db_session()
-    if im.annotation_status != AnnotationStatus.SUBMITTED.value:
-        im.annotation_status = AnnotationStatus.SUBMITTED.value
-        im.submitted_by_id = current_user().id
-        im.submitted_at = utcnow()
-        s.commit()
-    nxt = next_image(s, im.project, after=im.id)
-    return jsonify(image=image_json(im), next=image_json(nxt) if nxt else None)
+    user = current_user()
+    assignment = None
+    if user.role == Role.ADMIN.value:  # admins work outside the queue
+        if im.annotation_status != AnnotationStatus.SUBMITTED.value:
+            im.annotation_status = AnnotationStatus.SUBMITTED.value
+            im.submitted_by_id = user.id
+            im.submitted_at = utcnow()
+            s.commit()
+    else:
+        try:
+            assignment = queue.submit(s, im.project, im, user)
+        except queue.QueueError as e:
+            return error(str(e), e.status)
+    earned = codes.issue(s, im.project, user.id) if assignment is not None else []
+    dashboard_changed(im.project_id)
+    nxt = queue.peek_next(s, im.project, user, after=im.id)
+    return jsonify(image=image_json(im), next=image_json(nxt) if nxt else None,
+                   assignment=queue.assignment_json(assignment) if assignment else None,
+                   completion_codes=[codes.code_json(c) for c in earned])
 
 
 # -- objects --------------------------------------------------------------------------------
@@ -366,16 +435,52 @@ def get_object(oid: int):
     return jsonify(object=object_json(o, o.image))
 
 
+def _editable_object(oid: int, verb: str) -> tuple[AnnotationObject | None, tuple | None]:
+    """The live object ``oid`` if the current user may change it (its author, or an admin; an
+    annotator not on submitted work), else an error response."""
+    o = _live_object(oid)
+    if o is None:
+        return None, error(f"no object {oid}", 404)
+    user = current_user()
+    if o.author_id != user.id and not user.is_admin:
+        return None, error(f"only the object's author or an admin can {verb} it", 403)
+    if not user.is_admin and o.assignment_id is not None:
+        a = db_session().get(Assignment, o.assignment_id)
+        if a is not None and a.status in queue.DONE_STATUSES:
+            return None, error(f"the image is {a.status}; its objects can change only if a reviewer sends it back", 409)
+    return o, None
+
+
+@bp.patch("/objects/<int:oid>")
+@login_required
+def update_object(oid: int):
+    """Change an accepted object's label class: ``{"class_id": id}`` (or ``{"class": name}``).
+    The mask and the click log stay as they were annotated."""
+    o, err = _editable_object(oid, "change")
+    if err is not None:
+        return err
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not ({"class_id", "class"} & data.keys()):
+        return error('send {"class_id": <label class id>} (or {"class": <name>})', 400)
+    try:
+        cls = label_class_of(data, o.image.project)
+    except PayloadError as e:
+        return error(str(e), 400)
+    o.label_class_id = cls.id
+    db_session().commit()
+    dashboard_changed(o.image.project_id)
+    return jsonify(object=object_json(o, o.image))
+
+
 @bp.delete("/objects/<int:oid>")
 @login_required
 def delete_object(oid: int):
-    o = _live_object(oid)
-    if o is None:
-        return error(f"no object {oid}", 404)
+    o, err = _editable_object(oid, "delete")
+    if err is not None:
+        return err
     user = current_user()
-    if o.author_id != user.id and not user.is_admin:
-        return error("only the object's author or an admin can delete it", 403)
     o.deleted_at = utcnow()
     o.deleted_by_id = user.id
     db_session().commit()
+    dashboard_changed(o.image.project_id)
     return jsonify(deleted=oid)

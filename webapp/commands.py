@@ -1,4 +1,5 @@
-"""``interformer create-admin``: add an admin account to the app's database.
+"""``interformer create-admin``: add an admin account to the app's database (and the hook that
+registers ``interformer worker``, webapp/worker.py).
 
     interformer create-admin --username alice [--password ...] [--data-dir var]
 

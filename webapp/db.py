@@ -125,3 +125,35 @@ def db_session() -> Session:
     if "db_session" not in g:
         g.db_session = get_db().sessionmaker()
     return g.db_session
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The PostgreSQL server of ``temporary_postgres_database`` could not be reached."""
+
+
+@contextmanager
+def temporary_postgres_database(server_url: str, prefix: str = "interformer_tmp", keep: bool = False) -> Iterator[str]:
+    """A fresh database on the PostgreSQL server of ``server_url``, dropped afterwards (unless
+    ``keep``); yields its URL. For the test suite and the load benchmark, which each want a
+    database of their own on the shared server. Raises ``DatabaseUnreachable``."""
+    import secrets
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    admin_url = normalize_url(server_url)
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as e:
+        engine.dispose()
+        raise DatabaseUnreachable(f"PostgreSQL is not reachable at {server_url} ({e.orig})") from None
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        if not keep:
+            with engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()

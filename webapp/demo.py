@@ -1,4 +1,5 @@
-"""The demo's content: two logins and a project made of the bundled sample images.
+"""The demo's content: three logins (admin, annotator, reviewer) and a project made of the
+bundled sample images.
 
 ``ensure_demo(app)`` runs once, on a database without users (``interformer serve --demo``,
 as ``scripts/demo.sh`` starts it): it creates the accounts in ``DEMO_LOGINS`` and the project
@@ -20,7 +21,8 @@ from .projects import create_project
 from .samples_store import load_samples
 from .uploads import UploadLimits, add_uploads
 
-DEMO_LOGINS = [("admin", "admin-demo", Role.ADMIN), ("annotator", "annotator-demo", Role.ANNOTATOR)]
+DEMO_LOGINS = [("admin", "admin-demo", Role.ADMIN), ("annotator", "annotator-demo", Role.ANNOTATOR),
+               ("reviewer", "reviewer-demo", Role.REVIEWER)]
 DEMO_PROJECT = "Demo"
 DEMO_CLASSES = [{"name": "object", "color": "#e6194b"}, {"name": "cell", "color": "#3cb44b"},
                 {"name": "building", "color": "#4363d8"}]

@@ -4,6 +4,12 @@
     Project ──< LabelClass           (the project's label classes, in order)
     Project ──< Image                (a file in the blob store + its feature-pyramid status)
     Image ──< AnnotationObject       (one accepted object: class, COCO RLE, click log, time, author)
+    Image ──< Assignment             (one annotator's slot on an image: lock, submit, review)
+    Assignment ──< AnnotationObject  (the objects made in that slot)
+    Assignment ──< Review            (every accept/reject decision, with its comment)
+    User, Image ── Draft             (the autosaved work in progress of one user on one image)
+    Invite                           (a sign-up link for annotators or reviewers)
+    CompletionCode                   (one per finished batch of an annotator, for crowd platforms)
 
 Enumerations are stored as short strings with CHECK constraints (portable between SQLite and
 PostgreSQL, and easy to extend in a migration). The schema is created by the Alembic
@@ -50,7 +56,7 @@ def iso(dt: datetime | None) -> str | None:
 
 class Role(str, enum.Enum):
     ADMIN = "admin"
-    REVIEWER = "reviewer"  # reserved for the review workflow (later issue)
+    REVIEWER = "reviewer"
     ANNOTATOR = "annotator"
 
 
@@ -66,6 +72,24 @@ class FeatureStatus(str, enum.Enum):
 class AnnotationStatus(str, enum.Enum):
     OPEN = "open"
     SUBMITTED = "submitted"
+
+
+class AssignmentStatus(str, enum.Enum):
+    """An annotator's slot on an image (webapp/queue.py, webapp/review.py).
+
+    active -> submitted -> accepted | rejected; rejected -> active (the annotator reworks it).
+    An active slot whose lock ran out (``locked_until`` past) and was never submitted can be
+    taken over by another annotator."""
+
+    ACTIVE = "active"
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class ReviewDecision(str, enum.Enum):
+    ACCEPT = "accept"
+    REJECT = "reject"
 
 
 def _check_in(column: str, values: type[enum.Enum], name: str) -> CheckConstraint:
@@ -101,6 +125,13 @@ class Project(Base):
     model_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Crowdsourcing settings (webapp/queue.py): annotators per image, lock timeout, one gold
+    # image after every ``gold_every`` images (0: none), a completion code per ``batch_size``
+    # submitted images (0: none).
+    overlap: Mapped[int] = mapped_column(Integer, default=1)
+    lock_timeout_s: Mapped[int] = mapped_column(Integer, default=1800)
+    gold_every: Mapped[int] = mapped_column(Integer, default=0)
+    batch_size: Mapped[int] = mapped_column(Integer, default=0)
 
     label_classes: Mapped[list[LabelClass]] = relationship(
         back_populates="project", order_by="LabelClass.position", cascade="all, delete-orphan"
@@ -160,6 +191,9 @@ class Image(Base):
     annotation_status: Mapped[str] = mapped_column(String(16), default=AnnotationStatus.OPEN.value)
     submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A gold image: its reference masks are the objects saved on it outside the queue (by an
+    # admin, no assignment); it is mixed into every annotator's queue once (webapp/quality.py).
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
 
     project: Mapped[Project] = relationship(back_populates="images")
     objects: Mapped[list[AnnotationObject]] = relationship(
@@ -172,9 +206,13 @@ class Image(Base):
 
 
 class AnnotationObject(Base):
-    """One accepted object on an image."""
+    """One accepted object on an image.
+
+    ``client_id`` is the id the browser gave the object when it was accepted: a save sent
+    twice (a retry, an offline replay) finds the first and never makes a second object."""
 
     __tablename__ = "objects"
+    __table_args__ = (UniqueConstraint("author_id", "client_id", name="uq_objects_author_client"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
@@ -190,7 +228,103 @@ class AnnotationObject(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id", name="fk_objects_assignment_id"), index=True)
+    client_id: Mapped[str | None] = mapped_column(String(64))
 
     image: Mapped[Image] = relationship(back_populates="objects")
     label_class: Mapped[LabelClass] = relationship()
     author: Mapped[User] = relationship(foreign_keys=[author_id])
+
+
+class Assignment(Base):
+    """One annotator's slot on an image. ``(image_id, slot)`` is unique, so two annotators
+    racing for the same slot cannot both win (the loser's INSERT fails and it tries again);
+    ``(image_id, user_id)`` is unique, so an annotator holds at most one slot of an image."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("image_id", "slot", name="uq_assignments_image_slot"),
+        UniqueConstraint("image_id", "user_id", name="uq_assignments_image_user"),
+        _check_in("status", AssignmentStatus, "ck_assignments_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=AssignmentStatus.ACTIVE.value)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    locked_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # by this holder
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    review_comment: Mapped[str | None] = mapped_column(Text)
+
+    image: Mapped[Image] = relationship()
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+
+class Review(Base):
+    """A reviewer's decision on a submitted assignment (all kept, newest last)."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (_check_in("decision", ReviewDecision, "ck_reviews_decision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Draft(Base):
+    """The autosaved work in progress of a user on an image (the current object's clicks,
+    class and time; webapp/drafts.py). ``rev`` only grows: an older save never overwrites a
+    newer one."""
+
+    __tablename__ = "drafts"
+    __table_args__ = (UniqueConstraint("user_id", "image_id", name="uq_drafts_user_image"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    rev: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Invite(Base):
+    """A sign-up link: ``/invite/<token>`` creates an account with ``role`` (webapp/invites.py)."""
+
+    __tablename__ = "invites"
+    __table_args__ = (_check_in("role", Role, "ck_invites_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default=Role.ANNOTATOR.value)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    max_uses: Mapped[int] = mapped_column(Integer, default=1)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CompletionCode(Base):
+    """The code an annotator gets for each finished batch (``Project.batch_size`` submitted
+    images), which a crowd platform checks at ``/api/completion-codes/<code>``."""
+
+    __tablename__ = "completion_codes"
+    __table_args__ = (UniqueConstraint("project_id", "user_id", "batch", name="uq_completion_codes_batch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    batch: Mapped[int] = mapped_column(Integer)  # 1, 2, ...
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

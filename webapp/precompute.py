@@ -6,7 +6,8 @@ Three small parts:
 * ``JobQueue`` -- how a job reaches a worker: ``enqueue(image_id)``. ``ThreadJobQueue`` (the
   default) runs the jobs one at a time in a daemon thread of the web process;
   ``NullJobQueue`` runs nothing (images stay ``pending``; used when no pyramid provider is
-  configured, and the place where a Redis queue for workers on other machines plugs in).
+  configured); ``RedisJobQueue`` (webapp/jobs_redis.py, ``PRECOMPUTE_WORKER=redis``) hands the
+  jobs to ``interformer worker`` processes on other machines, which call the same ``run``.
 * ``Precompute.run(image_id)`` -- one job: claim the image (``pending -> running`` in one
   UPDATE, so two workers never run the same image), decode it (EXIF orientation applied), call
   the app's ``PYRAMID_PROVIDER``, check the file (``read_header``, image size), store it under
@@ -17,7 +18,9 @@ Three small parts:
   webapp/realtime.py): ``image_status`` after every change of an image's state and
   ``project_progress`` with the project's counts.
 
-At start (``resume``) images left ``running`` by a stopped process go back to ``pending``,
+At start (``resume``) images left ``running`` by a stopped process go back to ``pending`` (only
+in the single-process setup: with Redis workers, a ``running`` image belongs to a worker, and
+a dead worker's images are found by their lapsed lease, webapp/jobs_redis.py),
 ``done`` images whose pyramid came from another model are recomputed, and every pending image
 is queued.
 """
@@ -232,11 +235,13 @@ class Precompute:
         self.jobs.enqueue(image.id)
         return True
 
-    def resume(self) -> int:
-        """At start: re-queue unfinished work and pyramids of another model; returns the count queued."""
+    def resume(self, reset_running: bool = True) -> int:
+        """At start: re-queue unfinished work and pyramids of another model; returns the count queued.
+        ``reset_running``: images left ``running`` are this process's own (single process)."""
         with self.db.session() as s:
-            s.execute(update(Image).where(Image.feature_status == FeatureStatus.RUNNING.value)
-                      .values(feature_status=FeatureStatus.PENDING.value))
+            if reset_running:
+                s.execute(update(Image).where(Image.feature_status == FeatureStatus.RUNNING.value)
+                          .values(feature_status=FeatureStatus.PENDING.value))
             if self.provider is not None:
                 s.execute(update(Image)
                           .where(Image.feature_status == FeatureStatus.DONE.value,

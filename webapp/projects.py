@@ -1,4 +1,5 @@
-"""Projects: creating one with its label classes, and choosing the next image to annotate.
+"""Projects: creating one with its label classes, and counting its images by annotation status
+(the next image to annotate comes from the queue, webapp/queue.py).
 
 Label classes are given as names or ``{"name", "color"}`` (``#rrggbb``; a palette colour when
 left out); names are unique in a project (case-insensitively), 1-100 characters, at most 255
@@ -12,7 +13,7 @@ import re
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import AnnotationStatus, FeatureStatus, Image, LabelClass, Project, User
+from .models import AnnotationStatus, Image, LabelClass, Project, User
 
 MAX_CLASSES = 255
 COLOR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -72,25 +73,3 @@ def annotation_counts(session: Session, project_id: int) -> dict:
     counts = {s.value: 0 for s in AnnotationStatus}
     counts.update({status: n for status, n in rows})
     return counts
-
-
-def next_image(session: Session, project: Project, after: int | None = None) -> Image | None:
-    """The next open image after ``after`` (by id, wrapping around, never ``after`` itself):
-    one whose pyramid is ready if there is one, else one still being computed (the page can
-    wait for its ``image_status`` event). Failed images are skipped.
-
-    Every annotator gets the same order; per-user assignment with locks is a later issue."""
-    base = select(Image).where(Image.project_id == project.id,
-                               Image.annotation_status == AnnotationStatus.OPEN.value)
-    if after is not None:
-        base = base.where(Image.id != after)
-    for statuses in ([FeatureStatus.DONE.value], [FeatureStatus.PENDING.value, FeatureStatus.RUNNING.value]):
-        q = base.where(Image.feature_status.in_(statuses))
-        if after is not None:
-            found = session.scalar(q.where(Image.id > after).order_by(Image.id).limit(1))
-            if found is not None:
-                return found
-        found = session.scalar(q.order_by(Image.id).limit(1))
-        if found is not None:
-            return found
-    return None

@@ -61,7 +61,8 @@ class PyramidService:
         self._lock = threading.Lock()
 
     def pyramid(self, rgb: np.ndarray) -> tuple[list[np.ndarray], object]:
-        """Float32 levels (C, h, w), F1 first, and the canvas geometry."""
+        """Float32 levels (C, h, w), finest first (F1..F4, or F2..F4 when the decoder derives F1),
+        and the canvas geometry."""
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
@@ -73,4 +74,5 @@ class PyramidService:
         levels, geom = self.pyramid(rgb)
         meta = {"model_id": self.model_id, "model_version": self.model_version, "canvas": geom,
                 "extra": {"scheme": self.scheme}}
-        return encode_pyramid(levels, meta, scheme=self.scheme)
+        return encode_pyramid(levels, meta, scheme=self.scheme, names=self.pipeline.level_names,
+                              strides=self.pipeline.level_strides)

@@ -8,7 +8,13 @@ pyramid.onnx). The server computes each image's pyramid with onnxruntime (``Pyra
 in the in-process precompute worker) and the browser answers the clicks. The database is
 ``DATABASE_URL`` from the environment, else SQLite in the data directory (also
 ``INTERFORMER_DATA_DIR``). ``--demo`` creates the demo logins and project on an empty database
-(webapp/demo.py) and prints them.
+(webapp/demo.py) and prints them. ``--provider module:factory`` replaces the exported model's
+pyramid service by another provider (webapp/providers.py).
+
+Scaled out (docs/deploy.md): with ``PRECOMPUTE_WORKER=redis`` and ``REDIS_URL`` in the
+environment the precompute jobs go to ``interformer worker`` processes, live events travel
+through Redis, and the web process needs no pyramid model (without one, the playground serves
+only sample pyramids already cached).
 
 The app runs on Flask-SocketIO's server (werkzeug, threads; WebSocket through simple-websocket).
 """
@@ -17,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +38,8 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--scheme", default=None, help="pyramid quantization scheme (default: the service's)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads for the precompute")
+    p.add_argument("--provider", default=None, metavar="MODULE:FACTORY",
+                   help="pyramid provider factory instead of the exported model (webapp/providers.py)")
     p.add_argument("--demo", action="store_true",
                    help="on an empty database: create the demo logins and a project of the sample images")
     p.set_defaults(func=run_serve)
@@ -40,27 +47,27 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def build_app(model_dir: str | os.PathLike, data_dir: str | os.PathLike, scheme: str | None = None,
-              threads: int | None = None):
+              threads: int | None = None, provider_spec: str | None = None):
     from . import create_app
-    from .pyramid_service import DEFAULT_SCHEME, PyramidService
+    from .providers import load_provider
+    from .pyramid_service import ModelNotExportedError
+    from .scaleout import env_defaults, worker_mode
 
-    service = PyramidService(model_dir, scheme=scheme or DEFAULT_SCHEME, threads=threads)
+    try:
+        service = load_provider(model_dir, provider_spec, scheme, threads)
+    except ModelNotExportedError:
+        if worker_mode(env_defaults()) != "redis":
+            raise
+        service = None  # the workers compute the pyramids
     return create_app({"MODEL_DIR": Path(model_dir), "DATA_DIR": Path(data_dir), "PYRAMID_PROVIDER": service})
 
 
 def run_serve(args) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
+    from .startup import EXIT_BAD_SETUP, start_or_report
 
-    from .pyramid_service import ModelNotExportedError
-
-    try:
-        app = build_app(args.model_dir, args.data_dir, args.scheme, args.threads)
-    except (ModelNotExportedError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as e:
-        print(f"error: the database is not usable: {e}", file=sys.stderr)
-        return 2
+    app = start_or_report(lambda: build_app(args.model_dir, args.data_dir, args.scheme, args.threads, args.provider))
+    if app is None:
+        return EXIT_BAD_SETUP
     url = f"http://{args.host}:{args.port}/"
     if args.demo:
         from .demo import DEMO_LOGINS, ensure_demo

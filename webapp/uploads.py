@@ -84,6 +84,14 @@ def display_name(name: str | None) -> str:
     return (name or "(unnamed file)")[:255]
 
 
+def upload_name(name: str | None) -> str:
+    """An uploaded file's name as stored: its last path component only (a client may send
+    ``../../x.png`` or ``C:\\dir\\x.png``; the name ends up in the exports' ``file_name``, which
+    tools join to a folder), printable, never ``.`` or ``..``."""
+    base = display_name(name).replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return base if base not in ("", ".", "..") else "(unnamed file)"
+
+
 def _unsafe_member_path(name: str) -> str | None:
     if "\\" in name:
         return "its path contains a backslash"
@@ -109,6 +117,9 @@ def expand_zip(zip_name: str, stream: BinaryIO, limits: UploadLimits) -> Iterato
         declared_total = 0
         max_bytes = limits.image.max_bytes
         for info in infos:
+            if not info.filename:  # a crafted central directory (ZipInfo.is_dir() fails on it)
+                yield Candidate(f"{zip_name}/(unnamed member)", None, "refused from the zip: the member has no name")
+                continue
             if info.is_dir() or _JUNK.search(info.filename):
                 continue
             name = f"{zip_name}/{display_name(info.filename)}"
@@ -181,7 +192,7 @@ def add_uploads(
     results: list[FileResult] = []
     seen: dict[str, str] = {}  # checksum -> name, within this upload
     for raw_name, stream in files:
-        for cand in expand_upload(display_name(raw_name), stream, limits):
+        for cand in expand_upload(upload_name(raw_name), stream, limits):
             if cand.data is None:
                 results.append(FileResult(cand.name, "rejected", cand.error or "refused"))
                 continue

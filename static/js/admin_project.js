@@ -3,6 +3,7 @@
 // Socket.IO events (webapp/realtime.py): "image_status" {project_id, image_id, status, error},
 // "project_progress" {project_id, total, pending, running, done, failed}.
 import { io } from "/vendor/socket.io/socket.io.esm.min.js";
+import { http } from "./http.js";
 
 const root = document.getElementById("project");
 const projectId = Number(root.dataset.projectId);
@@ -25,7 +26,7 @@ function statusCell(tr, status, error) {
 }
 
 async function postJSON(url) {
-  const resp = await fetch(url, { method: "POST", headers: { Accept: "application/json" } });
+  const resp = await http(url, { method: "POST", headers: { Accept: "application/json" } });
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) throw new Error(body.error || `${resp.status} ${resp.statusText}`);
   return body;
@@ -55,7 +56,30 @@ function renderImage(im) {
         retry.disabled = false;
       }
     });
-    actions.append(retry);
+    const gold = document.createElement("button");
+    gold.type = "button";
+    gold.className = "gold";
+    const goldText = (on) => (on ? "Gold ✓ (unmark)" : "Mark gold");
+    gold.textContent = goldText(im.is_gold);
+    gold.dataset.gold = im.is_gold ? "1" : "0";
+    gold.title = "A gold image: its reference masks are the objects you saved on it; it is mixed into every annotator's queue";
+    gold.addEventListener("click", async () => {
+      const on = gold.dataset.gold !== "1";
+      try {
+        const resp = await http(`/api/images/${im.id}/gold`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Accept: "application/json" },
+          body: JSON.stringify({ gold: on }),
+        });
+        const body = await resp.json().catch(() => ({}));
+        if (!resp.ok) throw new Error(body.error || `HTTP ${resp.status}`);
+        gold.dataset.gold = on ? "1" : "0";
+        gold.textContent = goldText(on);
+      } catch (e) {
+        alert(e.message);
+      }
+    });
+    actions.append(retry, gold);
     tr.append(actions);
     rows.set(im.id, tr);
     imagesBody.append(tr);
@@ -76,7 +100,7 @@ function renderProgress(p) {
 }
 
 async function loadImages() {
-  const resp = await fetch(root.dataset.imagesUrl, { headers: { Accept: "application/json" } });
+  const resp = await http(root.dataset.imagesUrl, { headers: { Accept: "application/json" } });
   const body = await resp.json();
   for (const im of body.images) renderImage(im);
 }
@@ -104,11 +128,26 @@ document.getElementById("upload-form").addEventListener("submit", async (ev) => 
   const form = new FormData();
   for (const f of input.files) form.append("files", f, f.name);
   document.getElementById("upload-status").textContent = "Uploading…";
-  const resp = await fetch(root.dataset.uploadUrl, { method: "POST", body: form });
+  const resp = await http(root.dataset.uploadUrl, { method: "POST", body: form });
   const body = await resp.json().catch(() => ({ error: `${resp.status} ${resp.statusText}` }));
   renderResults(body);
   input.value = "";
   await loadImages();
+});
+
+document.getElementById("settings-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  const body = {};
+  for (const name of ["overlap", "lock_timeout_s", "gold_every", "batch_size"]) body[name] = Number(form.elements[name].value);
+  const out = document.getElementById("settings-status");
+  const resp = await http(form.dataset.url, {
+    method: "PATCH",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+  });
+  const answer = await resp.json().catch(() => ({}));
+  out.textContent = resp.ok ? "Settings saved." : answer.error || `HTTP ${resp.status}`;
 });
 
 document.getElementById("retry-failed").addEventListener("click", () =>

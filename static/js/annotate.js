@@ -6,14 +6,25 @@
  * accepted objects with classes, hide and delete, saving with retry (saver.js, rle.js),
  * submit and next, prefetch of the next image, and the keyboard.
  *
+ * Crowdsourcing (docs/crowdsourcing.md): images come from the queue (`POST .../queue/next`
+ * takes the next one with a lock; an image in the URL is claimed), a heartbeat keeps the lock,
+ * a rejected image shows the reviewer's comment, and submit shows completion codes.
+ * Autosave (autosave.js): the current object's clicks are kept in IndexedDB and on the server
+ * and replayed after a reload; accepted objects wait in an IndexedDB outbox until the server
+ * has them and are sent again after a reload or when the connection returns, each with its
+ * client id so that the server never stores one twice.
+ *
  * URL: /annotate/<project>[/<image>] (without an image: the project's next open image).
  * Parameters: ?threads=<n> (WebAssembly threads), ?webgpu=0 (never try WebGPU).
  *
  * Test hook: window.__annotate (bottom of this file).
  */
 
+import { DraftSync, newClientId, openStore } from "./autosave.js";
+import { http } from "./http.js";
 import { loadDecoder } from "./decoder.js";
-import { checkPyramid, normalizeManifest } from "./manifest.js";
+import { canvasLongestSide, checkPyramid, normalizeManifest } from "./manifest.js";
+import { canvasGeometry } from "./geometry.js";
 import { maskOutline } from "./mask.js";
 import { parsePyramid } from "./pyramid.js";
 import { decodeRLE, encodeRLE, maskStats } from "./rle.js";
@@ -31,6 +42,7 @@ const ui = {
   error: $("error"),
   status: $("status"),
   backend: $("backend"),
+  decoderWarning: $("decoder-warning"),
   undo: $("undo"),
   redo: $("redo"),
   reset: $("reset"),
@@ -45,6 +57,8 @@ const ui = {
   submit: $("submit"),
   help: $("help"),
   helpButton: $("help-button"),
+  reviewNote: $("review-note"),
+  codes: $("completion-codes"),
 };
 
 const params = new URLSearchParams(location.search);
@@ -58,6 +72,10 @@ const app = {
   manifest: null,
   decoder: null,
   image: null, // the API's image JSON
+  assignment: null, // the queue's assignment of this image to us (null for admins)
+  userId: Number(root.dataset.userId),
+  store: null, // autosave.js store (IndexedDB)
+  restoring: false, // replaying a draft: do not save it again click by click
   bitmap: null,
   geom: null,
   session: null,
@@ -71,6 +89,7 @@ const app = {
   outline: false,
   hideAll: false,
   prefetched: null, // {id, promise}
+  submitting: false, // the submit request is in flight
   loadId: 0,
   error: null,
   done: false,
@@ -114,7 +133,7 @@ function updateControls() {
 async function fetchOk(url, what, init) {
   let resp;
   try {
-    resp = await fetch(url, init);
+    resp = await http(url, init);
   } catch (e) {
     throw new Error(`${what}: ${e.message}`);
   }
@@ -133,6 +152,8 @@ async function fetchOk(url, what, init) {
 }
 
 const getJSON = async (url, what) => (await fetchOk(url, what, { headers: { Accept: "application/json" } })).json();
+const postJSON = async (url, what) =>
+  (await fetchOk(url, what, { method: "POST", headers: { Accept: "application/json" } })).json();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ----------------------------------------------------------------------------------------
@@ -173,24 +194,42 @@ async function init() {
     preferWebGPU: params.get("webgpu") !== "0",
   });
   const info = app.decoder.info;
+  const warnings = [];
+  if (self.crossOriginIsolated !== true) {
+    warnings.push("This page is not cross-origin isolated: the decoder runs on a single thread and clicks will be slower.");
+  }
+  if (info.fallback) warnings.push(`The decoder could not use threads: ${info.fallback}.`);
+  ui.decoderWarning.textContent = warnings.join(" ");
+  ui.decoderWarning.hidden = warnings.length === 0;
   ui.backend.textContent =
     `Decoder ${app.manifest.modelId} on ${info.backend}` +
     (info.backend === "wasm" ? ` (${info.numThreads} thread${info.numThreads === 1 ? "" : "s"})` : "");
 
+  app.store = await openStore(`interformer-annotate-u${app.userId}`);
+  drafts.store = app.store;
   const wanted = root.dataset.imageId;
   if (wanted) {
-    await openImage((await getJSON(`/api/images/${wanted}`, "loading the image")).image);
+    const work = await postJSON(`/api/images/${wanted}/claim`, "opening the image");
+    await openImage(work.image, work.assignment);
   } else {
-    const next = (await getJSON(app.project.urls.next, "finding the next image")).image;
-    if (next) await openImage(next);
-    else finished();
+    await openNext();
   }
+  startHeartbeat();
+}
+
+/** Take the next image from the queue (locked for us) and open it. */
+async function openNext() {
+  const work = await postJSON(app.project.urls.queue_next, "taking the next image");
+  if (work.image) await openImage(work.image, work.assignment);
+  else finished();
 }
 
 function finished() {
   app.done = true;
   app.session = null;
   app.image = null;
+  app.assignment = null;
+  showReviewNote(null);
   app.bitmap = null;
   app.objects = [];
   renderObjects();
@@ -233,14 +272,32 @@ async function prefetchNext(afterId) {
     const promise = fetchImageData(next);
     promise.catch(() => {}); // a failed prefetch is fetched again when needed
     app.prefetched = { id: next.id, promise };
+    prepareDecoder(next);
   } catch {
     /* prefetch is best effort */
   }
 }
 
-async function openImage(image) {
+/** Let the decoder build its session for `image`'s canvas size now (free when it has one). */
+function prepareDecoder(image) {
+  if (!app.manifest?.dimParams || !app.decoder || !(image.width > 0 && image.height > 0)) return;
+  const rule = app.manifest.canvas;
+  const longest = rule ? canvasLongestSide(rule, image.height, image.width) : null;
+  const g = canvasGeometry(image.height, image.width, longest);
+  app.decoder.prepare(g.canvasH, g.canvasW).catch(() => {}); // best effort, like the prefetch
+}
+
+function showReviewNote(assignment) {
+  const comment = assignment?.reviewed_at && assignment.status === "active" ? assignment.review_comment : null;
+  ui.reviewNote.hidden = !comment;
+  ui.reviewNote.textContent = comment ? `Sent back by the reviewer: ${comment}` : "";
+}
+
+async function openImage(image, assignment = null) {
   const loadId = ++app.loadId;
   clearError();
+  app.assignment = assignment;
+  showReviewNote(assignment);
   app.done = false;
   app.session = null;
   app.mask = null;
@@ -286,6 +343,7 @@ async function openImage(image) {
     deleting: false,
     error: null,
   }));
+  await replayOutbox(ready, existing);
   startObject();
   const u = `${root.dataset.baseUrl}/${ready.id}${location.search}`;
   if (location.pathname + location.search !== u) history.replaceState(null, "", u);
@@ -296,8 +354,131 @@ async function openImage(image) {
   renderObjects();
   updateControls();
   setStatus(`${ready.filename}: click on an object (left: add, right: remove). ? for the shortcuts.`);
+  await restoreDraft(ready, loadId);
   prefetchNext(ready.id);
 }
+
+// ----------------------------------------------------------------------------------------
+// Autosave: drafts (current object) and the outbox (accepted objects not yet saved)
+// ----------------------------------------------------------------------------------------
+async function sendDraft(imageId, draft) {
+  let resp;
+  try {
+    resp = await http(`/api/images/${imageId}/draft`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ rev: draft.rev, clicks: draft.clicks, class_id: draft.class_id, elapsed_ms: draft.elapsed_ms }),
+    });
+  } catch (e) {
+    throw new Error(`network error: ${e.message}`); // retriable
+  }
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw httpError(resp.status, body.error || `HTTP ${resp.status}`);
+  return body;
+}
+
+const drafts = new DraftSync({
+  store: null, // set in init (openStore)
+  send: sendDraft,
+  onError: (e, imageId) => {
+    if (imageId === app.image?.id) showError(`Your work in progress could not be kept on the server: ${e.message}`);
+  },
+});
+
+function currentClicks() {
+  const s = app.session;
+  if (!s) return [];
+  return s.clicks.map((c, i) => ({ x: c.x, y: c.y, positive: c.positive, t: Math.max(0, Math.round(app.clickTimes[i] ?? 0)) }));
+}
+
+/** Keep the current object's state (IndexedDB now, the server soon). */
+function saveDraft() {
+  if (!app.image || app.restoring || !drafts.store) return Promise.resolve(null);
+  const cls = app.project.classes[app.classIndex];
+  return drafts.save(app.image.id, {
+    clicks: currentClicks(),
+    class_id: cls?.id ?? null,
+    elapsed_ms: Math.round(performance.now() - app.objectStart),
+  });
+}
+
+/** Replay the newer of the local and the server draft of `image` (its clicks, class, time). */
+async function restoreDraft(image, loadId) {
+  let server = null;
+  try {
+    server = (await getJSON(`/api/images/${image.id}/draft`, "loading the draft")).draft;
+  } catch {
+    /* offline: the local copy will do */
+  }
+  const draft = await drafts.load(image.id, server);
+  if (!draft || loadId !== app.loadId || !draft.clicks?.length) return;
+  const s = app.session;
+  const ci = app.project.classes.findIndex((c) => c.id === draft.class_id);
+  if (ci >= 0) setClass(ci);
+  app.restoring = true;
+  try {
+    let state = null;
+    for (const c of draft.clicks) state = await s.addClick(c.x, c.y, c.positive);
+    if (s !== app.session) return;
+    app.clickTimes = draft.clicks.map((c) => c.t);
+    app.objectStart = performance.now() - (draft.elapsed_ms ?? 0);
+    afterSessionChange(state);
+    setStatus(`Restored your unfinished object (${draft.clicks.length} click${draft.clicks.length === 1 ? "" : "s"}).`);
+  } finally {
+    app.restoring = false;
+  }
+}
+
+/** Objects accepted earlier but not confirmed by the server: show and send them again. */
+async function replayOutbox(image, existing) {
+  if (!app.store) return;
+  const onServer = new Set(existing.map((o) => o.client_id).filter(Boolean));
+  for (const entry of await app.store.all("outbox")) {
+    if (entry.imageId !== image.id) continue;
+    if (onServer.has(entry.clientId)) {
+      await app.store.delete("outbox", entry.clientId); // saved, only the answer was lost
+      continue;
+    }
+    if (saver.jobs.some((j) => j.payload.body.client_id === entry.clientId && j.state !== "cancelled")) continue;
+    const o = { localId: nextLocalId++, serverId: null, classId: entry.body.class_id, mask: decodeRLE(entry.body.rle),
+      hidden: false, job: null, layer: null, deleting: false, error: null };
+    app.objects.push(o);
+    o.job = saver.add({ url: entry.url, body: entry.body }, { obj: o, imageId: image.id, clientId: entry.clientId });
+  }
+}
+
+/** Send what waits in the outbox for images other than the one open (after a crash). */
+async function replayOtherImages() {
+  if (!app.store) return;
+  for (const entry of await app.store.all("outbox")) {
+    if (entry.imageId === app.image?.id) continue;
+    if (saver.jobs.some((j) => j.payload.body.client_id === entry.clientId)) continue;
+    saver.add({ url: entry.url, body: entry.body }, { obj: null, imageId: entry.imageId, clientId: entry.clientId });
+  }
+}
+
+let heartbeatTimer = null;
+function startHeartbeat() {
+  clearInterval(heartbeatTimer);
+  const every = Math.max(5, Math.min(60, (app.project.settings?.lock_timeout_s ?? 1800) / 3)) * 1000;
+  heartbeatTimer = setInterval(async () => {
+    const a = app.assignment;
+    if (!a || app.submitting || document.hidden) return;
+    const resp = await http(`/api/assignments/${a.id}/heartbeat`, { method: "POST" }).catch(() => null);
+    if (a !== app.assignment || app.submitting) return; // submitted or moved on meanwhile: not news
+    if (resp && resp.status === 409) {
+      const body = await resp.json().catch(() => ({}));
+      showError(body.error || "This image was handed to another annotator.");
+    }
+  }, every);
+}
+
+window.addEventListener("online", () => {
+  for (const job of saver.jobs) if (job.state === "retrying") saver.retry(job);
+  drafts.flush();
+  setStatus("Back online: sending what was kept.");
+});
+window.addEventListener("offline", () => setStatus("Offline: your work is kept in this browser and sent when the connection returns."));
 
 function startObject() {
   app.objectStart = performance.now();
@@ -385,6 +566,7 @@ function afterSessionChange(state) {
   app.maskLayer = null;
   draw();
   updateControls();
+  saveDraft();
 }
 
 async function click(x, y, positive) {
@@ -425,7 +607,7 @@ async function sessionOp(name) {
 async function sendObject(payload) {
   let resp;
   try {
-    resp = await fetch(payload.url, {
+    resp = await http(payload.url, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify(payload.body),
@@ -442,7 +624,8 @@ const saver = new SaveQueue({
   send: sendObject,
   onChange: (job) => {
     const o = job.obj;
-    if (job.state === "saved") {
+    if (job.state === "saved" || job.state === "cancelled") app.store?.delete("outbox", job.clientId);
+    if (job.state === "saved" && o) {
       o.serverId = job.result.id;
       if (o.deleting) deleteObject(o);
     }
@@ -466,13 +649,18 @@ async function accept() {
   const timeSpent = (performance.now() - app.objectStart) / 1000;
   const o = { localId: nextLocalId++, serverId: null, classId: cls.id, mask, hidden: false, job: null, layer: null, deleting: false, error: null };
   app.objects.push(o);
-  o.job = saver.add(
-    { url: app.image.urls.objects, body: { class_id: cls.id, rle: encodeRLE(mask, h, w), clicks, time_spent: timeSpent } },
-    { obj: o, imageId: app.image.id },
-  );
+  const clientId = newClientId();
+  const payload = {
+    url: app.image.urls.objects,
+    body: { class_id: cls.id, rle: encodeRLE(mask, h, w), clicks, time_spent: timeSpent, client_id: clientId },
+  };
+  // into the outbox first: a crash or reload before the server answers loses nothing
+  await app.store?.put("outbox", { clientId, imageId: app.image.id, userId: app.userId, ...payload });
+  // the next object starts before the save is handed over: a fast answer never sees old clicks
   await s.reset();
   startObject();
   afterSessionChange(s.current);
+  o.job = saver.add(payload, { obj: o, imageId: app.image.id, clientId });
   renderObjects();
   setStatus(`Object ${app.objects.length} (${cls.name}) accepted. Click on the next object.`);
   return o.localId;
@@ -501,6 +689,43 @@ async function deleteObject(o) {
   }
 }
 
+// The class of an accepted object, changed in the object list (PATCH; mask and clicks stay).
+function classPicker(o) {
+  const sel = document.createElement("select");
+  sel.className = "object-class";
+  sel.title = o.serverId == null ? "The class can change once the object is saved" : "Change this object's class";
+  sel.setAttribute("aria-label", "Class of this object");
+  for (const c of app.project.classes) sel.append(new Option(c.name, String(c.id), false, c.id === o.classId));
+  sel.disabled = o.serverId == null || o.deleting || o.changingClass;
+  sel.addEventListener("change", () => changeClass(o, Number(sel.value)));
+  return sel;
+}
+
+async function changeClass(o, classId) {
+  const before = o.classId;
+  o.classId = classId;
+  o.changingClass = true;
+  o.error = null;
+  renderObjects();
+  draw();
+  try {
+    const resp = await fetchOk(`/api/objects/${o.serverId}`, "changing the object's class", {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ class_id: classId }),
+    });
+    o.classId = (await resp.json()).object.class_id;
+  } catch (e) {
+    o.classId = before; // the server kept the old class: show it, and why
+    o.error = e.message;
+    showError(e.message);
+  } finally {
+    o.changingClass = false;
+    renderObjects();
+    draw();
+  }
+}
+
 function removeObject(o) {
   const i = app.objects.indexOf(o);
   if (i >= 0) app.objects.splice(i, 1);
@@ -508,15 +733,20 @@ function removeObject(o) {
   draw();
 }
 
+/** An object's save state: its job's, "saving" while it is being queued (accepted, no job yet), else "saved". */
+function saveState(o) {
+  if (o.job) return o.job.state;
+  return o.serverId === null ? "saving" : "saved";
+}
+
 function saveText(o) {
   if (o.deleting) return ["deleting…", "saving"];
   if (o.error) return [o.error, "failed"];
-  const j = o.job;
-  if (!j && o.serverId === null) return ["saving…", "saving"]; // being queued
-  if (!j || j.state === "saved") return ["saved", "saved"];
-  if (j.state === "saving") return ["saving…", "saving"];
-  if (j.state === "retrying") return [`not saved (${j.error}); retrying in ${Math.round(j.retryInMs / 1000)} s`, "retrying"];
-  return [`not saved: ${j.error}`, "failed"];
+  const state = saveState(o);
+  if (state === "saved") return ["saved", "saved"];
+  if (state === "saving") return ["saving…", "saving"];
+  if (state === "retrying") return [`not saved (${o.job.error}); retrying in ${Math.round(o.job.retryInMs / 1000)} s`, "retrying"];
+  return [`not saved: ${o.job.error}`, "failed"];
 }
 
 function button(text, title, onclick) {
@@ -539,12 +769,12 @@ function renderObjects() {
     sw.style.setProperty("--c", cls.color);
     const name = document.createElement("span");
     name.className = "name";
-    name.textContent = `${i + 1}. ${cls.name}`;
+    name.textContent = `${i + 1}.`;
     const [text, kind] = saveText(o);
     const save = document.createElement("span");
     save.className = `save save-${kind}`;
     save.textContent = text;
-    li.append(sw, name, save);
+    li.append(sw, name, classPicker(o), save);
     if (o.job && (o.job.state === "failed" || o.job.state === "retrying")) {
       li.append(button("Retry", "Try to save it again now", () => saver.retry(o.job)));
     }
@@ -595,17 +825,28 @@ async function submit() {
     return { ok: false, error: msg };
   }
   let body;
+  app.submitting = true; // no heartbeat for a slot being closed (it would answer 409)
   try {
     body = await (await fetchOk(image.urls.submit, "submitting the image", { method: "POST", headers: { Accept: "application/json" } })).json();
   } catch (e) {
+    app.submitting = false;
     setStatus(e.message);
     updateControls();
     return { ok: false, error: e.message };
   }
+  app.assignment = null;
+  app.submitting = false;
+  await drafts.clear(image.id);
+  showCodes(body.completion_codes);
   if (image !== app.image) return { ok: true, next: null };
-  if (body.next) await openImage(body.next);
-  else finished();
-  return { ok: true, next: body.next?.id ?? null };
+  await openNext();
+  return { ok: true, next: app.image?.id ?? null };
+}
+
+function showCodes(codes) {
+  if (!codes?.length) return;
+  ui.codes.hidden = false;
+  ui.codes.textContent = `Completion code${codes.length === 1 ? "" : "s"}: ` + codes.map((c) => `batch ${c.batch}: ${c.code}`).join(" · ");
 }
 
 // ----------------------------------------------------------------------------------------
@@ -682,7 +923,10 @@ ui.fit.addEventListener("click", () => {
   viewport.fit();
   draw();
 });
-ui.classSelect.addEventListener("change", () => setClass(Number(ui.classSelect.value)));
+ui.classSelect.addEventListener("change", () => {
+  setClass(Number(ui.classSelect.value));
+  saveDraft();
+});
 ui.opacity.addEventListener("input", () => {
   app.opacity = Number(ui.opacity.value) / 100;
   draw();
@@ -764,7 +1008,12 @@ const settle = (p) =>
     },
   );
 
-const ready = settle(init());
+const ready = settle(
+  (async () => {
+    await init();
+    await replayOtherImages();
+  })(),
+);
 
 window.__annotate = {
   /** Resolves to {ok, error} once the first image is loaded (or loading failed). */
@@ -780,6 +1029,11 @@ window.__annotate = {
   submit: () => submit(),
   /** Resolves once every queued save has ended (saved or failed). */
   saved: () => saver.idle(),
+  /** Resolves once the draft of the open image is on the server (or gave up). */
+  draftSynced: () => drafts.flush(),
+  /** The IndexedDB outbox (objects not confirmed by the server) and the local draft. */
+  outbox: async () => (app.store ? (await app.store.all("outbox")).map((e) => ({ clientId: e.clientId, imageId: e.imageId })) : []),
+  localDraft: async () => (app.store && app.image ? (await app.store.get("drafts", app.image.id)) ?? null : null),
   /** Client (page) coordinates of the centre of image pixel (x, y). */
   imageToClient: (x, y) => {
     const r = ui.stage.getBoundingClientRect();
@@ -814,10 +1068,12 @@ window.__annotate = {
       serverId: o.serverId,
       classId: o.classId,
       hidden: o.hidden,
-      save: o.job ? o.job.state : "saved",
+      save: saveState(o),
       error: o.job?.error ?? o.error,
       mask: packed(o.mask),
     })),
     prefetched: app.prefetched?.id ?? null,
+    assignment: app.assignment,
+    draftsUnsynced: drafts.unsynced,
   }),
 };

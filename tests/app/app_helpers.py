@@ -5,20 +5,55 @@ several conftest.py files share that module name.)"""
 from __future__ import annotations
 
 import io
+import secrets
 import zipfile
 
 import numpy as np
+from flask.testing import FlaskClient
 from PIL import Image
+from werkzeug.datastructures import Headers
 
 FAST_HASH = "scrypt:1024:8:1"  # tests only: the default scrypt costs ~0.15 s per hash
 ADMIN = ("alice", "alice-password")
 ANNOTATOR = ("bob", "bob-password")
 ANNOTATOR2 = ("carol", "carol-password")
+REVIEWER = ("rita", "rita-password")
+
+
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class CsrfClient(FlaskClient):
+    """The apps' test client (conftest sets it as ``app.test_client_class``): like the pages'
+    JavaScript (static/js/http.js), it sends the session's CSRF token as ``X-CSRF-Token`` on every
+    state-changing request. ``client.csrf = False`` sends none (tests of the refusal); a header
+    given by the caller is kept."""
+
+    csrf = True
+
+    def csrf_token(self) -> str:
+        """The token in this client's session (put there first, as a page's first render does)."""
+        with self.session_transaction() as sess:
+            tok = sess.get("_csrf")
+            if not tok:
+                tok = sess["_csrf"] = secrets.token_urlsafe(32)
+        return tok
+
+    def open(self, *args, **kwargs):
+        method = str(kwargs.get("method") or "GET").upper()
+        if self.csrf and method in UNSAFE and not args[1:]:
+            headers = Headers(kwargs.pop("headers", None) or {})
+            if CSRF_HEADER not in headers:
+                headers[CSRF_HEADER] = self.csrf_token()
+            kwargs["headers"] = headers
+        return super().open(*args, **kwargs)
 
 
 def login(client, username: str, password: str):
     resp = client.post("/api/auth/login", json={"username": username, "password": password})
     assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["csrf_token"], "the login answer carries the session's CSRF token"
     return client
 
 

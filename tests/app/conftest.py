@@ -7,12 +7,13 @@ the tests create a fresh database ``interformer_test_<random>`` there for the se
 by the app itself) and drop it at the end. An unreachable server is a failure, not a skip.
 
 Each test gets a new app (its own DATA_DIR, the fake pyramid provider of the browser tests,
-cheap password hashes) on the session's database, emptied before the test.
+cheap password hashes, its own login rate-limit counters) on the session's database, emptied
+before the test. Its test clients send the session's CSRF token on state-changing requests, as
+the pages do (app_helpers.CsrfClient; ``client.csrf = False`` to send none).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from collections.abc import Iterator
@@ -26,48 +27,20 @@ if str(BROWSER_TESTS) not in sys.path:
     sys.path.insert(0, str(BROWSER_TESTS))
 
 import fake_model  # noqa: E402
-from app_helpers import ADMIN, ANNOTATOR, ANNOTATOR2, FAST_HASH, login  # noqa: E402
+from scaleout_support import postgres_database  # noqa: E402
+from app_helpers import ADMIN, ANNOTATOR, ANNOTATOR2, FAST_HASH, REVIEWER, CsrfClient, login  # noqa: E402
 
 from webapp import close_app, create_app  # noqa: E402
 from webapp.accounts import create_user  # noqa: E402
-from webapp.db import Base, get_db, normalize_url  # noqa: E402
+from webapp.db import Base, get_db  # noqa: E402
 from webapp.models import Role  # noqa: E402
-
-PG_URL = os.environ.get("INTERFORMER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _postgres_database() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import OperationalError
-
-    admin_url = normalize_url(PG_URL)
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"interformer_test_{secrets.token_hex(6)}"
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as e:
-        engine.dispose()
-        pytest.fail(
-            f"PostgreSQL is not reachable at {PG_URL} ({e.orig}); the storage and API tests run on "
-            "SQLite and PostgreSQL. Start PostgreSQL or point INTERFORMER_TEST_POSTGRES_URL at one.",
-            pytrace=False,
-        )
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
-
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(request, tmp_path_factory) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'app.sqlite3'}"
     else:
-        yield from _postgres_database()
+        yield from postgres_database()
 
 
 @pytest.fixture(scope="session")
@@ -94,9 +67,11 @@ def make_app(database_url, tmp_path, pyramid_provider):
             "DATABASE_URL": database_url,
             "PYRAMID_PROVIDER": pyramid_provider,
             "PASSWORD_HASH_METHOD": FAST_HASH,
+            "RATE_LIMIT_PREFIX": f"interformer-test:{secrets.token_hex(6)}:",  # own counters (REDIS_URL)
             **config,
         }
         a = create_app(cfg)
+        a.test_client_class = CsrfClient  # sends the CSRF token like the pages' JavaScript
         if not apps:
             _empty_tables(a)
         apps.append(a)
@@ -114,10 +89,11 @@ def app(make_app):
 
 @pytest.fixture
 def users(app) -> dict:
-    """alice (admin), bob and carol (annotators): name -> user id."""
+    """alice (admin), bob and carol (annotators), rita (reviewer): name -> user id."""
     with get_db(app).session() as s:
         out = {}
-        for (name, password), role in ((ADMIN, Role.ADMIN), (ANNOTATOR, Role.ANNOTATOR), (ANNOTATOR2, Role.ANNOTATOR)):
+        for (name, password), role in ((ADMIN, Role.ADMIN), (ANNOTATOR, Role.ANNOTATOR), (ANNOTATOR2, Role.ANNOTATOR),
+                                       (REVIEWER, Role.REVIEWER)):
             out[name] = create_user(s, name, password, role, FAST_HASH).id
     return out
 

@@ -32,7 +32,7 @@ def test_serve_demo_prints_the_url_and_logins(make_app, monkeypatch, capsys, tmp
 
     built = {}
 
-    def fake_build(model_dir, data_dir, scheme=None, threads=None):
+    def fake_build(model_dir, data_dir, scheme=None, threads=None, provider_spec=None):
         built["app"] = make_app()
         return built["app"]
 
@@ -61,3 +61,28 @@ def test_new_pages_are_cross_origin_isolated(app, users, path):
     if path.endswith(".js"):
         assert resp.mimetype == "text/javascript"
     assert app.test_client().get("/vendor/socket.io/..%2f..%2fpackage.json").status_code == 404
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_cli_start_up_errors_exit_2_with_one_line(command, tmp_path):
+    """A model folder without an export, or a database that cannot be used: one line on stderr,
+    exit code 2, no traceback (webapp/startup.py, shared by both entry points)."""
+    import os
+    import subprocess
+    import sys
+
+    from scaleout_support import BROWSER_TESTS, FAKE_PROVIDER, REDIS_URL, REPO
+
+    def run(*args: str, database_url: str) -> subprocess.CompletedProcess:
+        extra = ["--redis-url", REDIS_URL] if command == "worker" else []
+        env = {**os.environ, "DATABASE_URL": database_url,
+               "PYTHONPATH": os.pathsep.join([str(BROWSER_TESTS), str(REPO), os.environ.get("PYTHONPATH", "")])}
+        return subprocess.run([sys.executable, "-m", "model_export.cli", command, "--data-dir", str(tmp_path), *extra, *args],
+                              capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+
+    no_model = run("--model-dir", str(tmp_path / "nothing"), database_url=f"sqlite:///{tmp_path}/db.sqlite")
+    assert no_model.returncode == 2, no_model.stderr
+    assert no_model.stderr.startswith("error: ") and "Traceback" not in no_model.stderr
+    no_db = run("--provider", FAKE_PROVIDER, database_url="postgresql://nobody@127.0.0.1:1/none")
+    assert no_db.returncode == 2, no_db.stderr
+    assert "error: the database is not usable" in no_db.stderr and "Traceback" not in no_db.stderr

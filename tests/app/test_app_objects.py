@@ -105,6 +105,35 @@ def test_save_list_get_and_delete_objects(app, image_id, users):
     assert admin.delete(f"/api/objects/{saved[1]['id']}").status_code == 200
 
 
+def test_change_the_class_of_an_accepted_object(app, image_id, users):
+    bob = login(app.test_client(), *ANNOTATOR)
+    m = disk(12, 14, 6)
+    body = {"class": "cat", "rle": uncompressed_rle(m), "clicks": CLICKS, "time_spent": 2}
+    o = bob.post(f"/api/images/{image_id}/objects", json=body).get_json()["object"]
+    pid = bob.get(f"/api/images/{image_id}").get_json()["image"]["project_id"]
+    dog = next(c for c in bob.get(f"/api/projects/{pid}").get_json()["project"]["classes"] if c["name"] == "dog")
+    resp = bob.patch(f"/api/objects/{o['id']}", json={"class": "dog"})
+    assert resp.status_code == 200, resp.get_json()
+    changed = resp.get_json()["object"]
+    assert changed["class"] == "dog" and changed["category_id"] == 2
+    assert changed["rle"] == o["rle"] and changed["clicks"] == o["clicks"]  # only the class changes
+    assert bob.get(f"/api/objects/{o['id']}").get_json()["object"]["class"] == "dog"
+    assert bob.patch(f"/api/objects/{o['id']}", json={"class_id": dog["id"]}).get_json()["object"]["class"] == "dog"
+    resp = bob.patch(f"/api/objects/{o['id']}", json={"class": "horse"})
+    assert resp.status_code == 400 and "unknown label class 'horse'" in resp.get_json()["error"]
+    resp = bob.patch(f"/api/objects/{o['id']}", json={"rle": o["rle"]})
+    assert resp.status_code == 400 and "class_id" in resp.get_json()["error"]
+    carol = login(app.test_client(), *ANNOTATOR2)
+    resp = carol.patch(f"/api/objects/{o['id']}", json={"class": "cat"})
+    assert resp.status_code == 403 and "author or an admin" in resp.get_json()["error"]
+    assert bob.patch("/api/objects/99999", json={"class": "cat"}).status_code == 404
+    assert bob.post(f"/api/images/{image_id}/submit").status_code == 200
+    resp = bob.patch(f"/api/objects/{o['id']}", json={"class": "cat"})  # submitted work is frozen
+    assert resp.status_code == 409 and "reviewer sends it back" in resp.get_json()["error"]
+    admin = login(app.test_client(), "alice", "alice-password")
+    assert admin.patch(f"/api/objects/{o['id']}", json={"class": "cat"}).get_json()["object"]["class"] == "cat"
+
+
 def test_bad_object_payloads_are_400_with_a_reason(app, image_id, users):
     bob = login(app.test_client(), *ANNOTATOR)
     good = {"class": "cat", "rle": uncompressed_rle(disk(10, 10, 4)), "clicks": CLICKS, "time_spent": 2}

@@ -188,3 +188,28 @@ def image_bytes_array(w, h):
     import numpy as np
 
     return np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_zip_member_without_a_name_is_refused_not_a_500(app, admin_client):
+    """Found by the fuzz pass: a central directory entry with an empty file name (zipfile's
+    ZipInfo.is_dir() raises IndexError on it). The good image beside it is kept."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("x", b"tiny")
+        zf.writestr("good.png", image_bytes(seed=7))
+    raw = bytearray(buf.getvalue())
+    cd = raw.index(b"PK\x01\x02")  # the first central directory entry: name length 1 -> 0
+    assert raw[cd + 28:cd + 30] == b"\x01\x00"
+    raw[cd + 28:cd + 30] = b"\x00\x00"
+    del raw[cd + 46]  # its one-byte name
+    eocd = raw.index(b"PK\x05\x06")
+    size = struct.unpack("<I", raw[eocd + 12:eocd + 16])[0]
+    raw[eocd + 12:eocd + 16] = struct.pack("<I", size - 1)
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:
+        assert zf.infolist()[0].filename == ""
+    p = create_project(admin_client)
+    resp = upload(admin_client, p["id"], {"odd.zip": bytes(raw)})
+    assert resp.status_code == 201, resp.get_json()
+    res = results_by_file(resp)
+    assert "the member has no name" in res["odd.zip/(unnamed member)"]["message"]
+    assert res["odd.zip/good.png"]["status"] == "added"

@@ -23,16 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from live_server import csrf_headers, log_in, log_out, serve_with_users
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from webapp.accounts import create_user
-from webapp.db import Database, database_url
-from webapp.models import Role
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "img" / "annotator.png"
-HASH = "scrypt:1024:8:1"
 W, H = 320, 240
 CENTRES = [(120, 100), (200, 140), (160, 120)]
 RADIUS = 45
@@ -54,26 +51,8 @@ def unpack(m: dict) -> np.ndarray:
 @pytest.fixture
 def app_url(make_server, model_dir, tmp_path) -> str:
     data_dir = tmp_path / "data"
-    url = make_server(DATA_DIR=data_dir, MODEL_DIR=model_dir, PASSWORD_HASH_METHOD=HASH)
-    db = Database(database_url({"DATA_DIR": data_dir}))
-    with db.session() as s:
-        create_user(s, "admin", "admin-password", Role.ADMIN, HASH)
-        create_user(s, "ann", "ann-password", Role.ANNOTATOR, HASH)
-    db.dispose()
+    url = serve_with_users(make_server, data_dir, model_dir)
     return url
-
-
-def log_in(page, url: str, user: str, password: str, next_path: str = "") -> None:
-    page.goto(url + "/login" + (f"?next={next_path}" if next_path else ""))
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-
-
-def log_out(page) -> None:
-    page.click("text=Log out")
-    page.wait_for_url("**/login")
 
 
 def open_annotator(page) -> dict:
@@ -157,7 +136,8 @@ def test_annotate_end_to_end(app_url, page, tmp_path):
 
     page.click("#submit")
     page.wait_for_function(f"window.__annotate.state().imageId === {ids[1]}")
-    assert page.url == f"{url}/annotate/{pid}/{ids[1]}"
+    # the address follows (history.replaceState once the image is loaded)
+    page.wait_for_function(f"location.pathname === '/annotate/{pid}/{ids[1]}'")
     assert not [m for m in page.console_log if "error" in m.lower()], page.console_log
     foreign = [u for u in page.requested if not u.startswith((url + "/", "data:", "blob:"))]
     assert not foreign
@@ -191,12 +171,13 @@ def test_annotate_tools_and_failed_saves(app_url, page, tmp_path):
     url = app_url
     page.set_viewport_size({"width": 1280, "height": 720})
     log_in(page, url, "admin", "admin-password")
-    resp = page.request.post(f"{url}/api/projects", data={"name": "Tools", "classes": ["a", "b", "c"]})
+    csrf = csrf_headers(page.request, url)
+    resp = page.request.post(f"{url}/api/projects", data={"name": "Tools", "classes": ["a", "b", "c"]}, headers=csrf)
     assert resp.status == 201, resp.text()
     project = resp.json()["project"]
     buf = io.BytesIO()
     Image.fromarray(disk_image(*CENTRES[0], 0)).save(buf, "PNG")
-    up = page.request.post(f"{url}/api/projects/{project['id']}/images",
+    up = page.request.post(f"{url}/api/projects/{project['id']}/images", headers=csrf,
                            multipart={"files": {"name": "one.png", "mimeType": "image/png", "buffer": buf.getvalue()}})
     assert up.status == 201
     page.goto(f"{url}/annotate/{project['id']}")
@@ -279,6 +260,15 @@ def test_annotate_tools_and_failed_saves(app_url, page, tmp_path):
     decoded = coco_mask.decode({"size": server["rle"]["size"], "counts": server["rle"]["counts"].encode()}).astype(bool)
     assert (decoded == unpack(obj["mask"])).all()
     page.unroute("**/api/images/*/objects")
+
+    # the class of an accepted object changes from the object list (the server keeps the mask)
+    class_a = next(c["id"] for c in project["classes"] if c["name"] == "a")
+    page.select_option("#object-list li:nth-child(1) select.object-class", str(class_a))
+    page.wait_for_function(f"{ann}.state().objects[0].classId === {class_a} && "
+                           "!document.querySelector('#object-list li select.object-class').disabled")
+    server = page.evaluate(f"fetch('/api/objects/{obj['serverId']}').then(r => r.json())")["object"]
+    assert server["class"] == "a" and \
+        (coco_mask.decode({"size": server["rle"]["size"], "counts": server["rle"]["counts"].encode()}) == decoded).all()
 
     # a refused save stays in the list as failed, and blocks submit
     page.route("**/api/images/*/objects", lambda route: route.fulfill(status=400, content_type="application/json",
