@@ -55,6 +55,7 @@ def main() -> int:
                 if st and st.get("ok"):
                     break
                 time.sleep(1)
+            page.wait_for_timeout(2000)  # a person looks at the image first (the worker builds its session)
             for x, y, pos in CLICKS:
                 page.evaluate("([x, y, p]) => window.__annotate.click(x, y, p)", [x, y, pos])
             page.wait_for_timeout(500)
