@@ -50,6 +50,19 @@ def check_rgb(rgb: np.ndarray) -> None:
         raise PredictorError(f"image is empty: {rgb.shape}")
 
 
+class DecodeModel(Protocol):
+    """The per-click part the predictor drives (``InterFormer``, or a stand-in such as the tests'
+    ONNX-backed model): [F1..F4] + click map -> 2-class logits at stride 4 of the canvas."""
+
+    def eval(self) -> DecodeModel: ...
+
+    def complete_pyramid(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """All four levels from the levels a pyramid file ships (F2..F4 when F1 is derived)."""
+        ...
+
+    def decode(self, feats: list[torch.Tensor], ref_label: torch.Tensor, roi=None) -> torch.Tensor: ...
+
+
 class ImagePipeline(Protocol):
     """The per-image part: RGB image -> canvas geometry + pyramid [F1..F4] on that canvas."""
 
@@ -146,7 +159,7 @@ class InterFormerPredictor:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: DecodeModel,
         pipeline: ImagePipeline,
         name: str = "interformer",
         zoom_in: bool = False,
@@ -179,10 +192,8 @@ class InterFormerPredictor:
     def set_pyramid(self, feats: list[torch.Tensor], geometry: CanvasGeometry) -> None:
         """Use a pyramid computed elsewhere (e.g. a stored one) for an image of ``geometry``: all
         four levels, or the shipped F2..F4 of a model that derives F1 (computed here once)."""
-        complete = getattr(self.model, "complete_pyramid", None)  # absent: every level is shipped
-        if complete is not None:
-            with torch.no_grad():
-                feats = complete(list(feats))
+        with torch.no_grad():
+            feats = self.model.complete_pyramid(list(feats))
         self._geom, self._feats = geometry, feats
         self.reset()
 

@@ -91,7 +91,7 @@ def shipped_levels(model: InterFormer) -> tuple[int, ...]:
     since v2): then F2..F4 are shipped and the decoder graph computes F1 itself.
     """
     n = len(model.neck.in_channels)
-    return tuple(range(1, n)) if getattr(model.backbone, "derives_f1", False) else tuple(range(n))
+    return tuple(range(1, n)) if model.backbone.derives_f1 else tuple(range(n))
 
 
 # --------------------------------------------------------------------------------------------

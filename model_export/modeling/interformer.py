@@ -54,7 +54,7 @@ class InterFormer(nn.Module):
         """[F1..F4] from the levels a pyramid file ships: all four, or F2..F4 when the backbone
         derives F1 from F2 (``derives_f1``; the browser decoder does the same in its graph)."""
         feats = list(feats)
-        if len(feats) == self.neck.num_stages - 1 and getattr(self.backbone, "derives_f1", False):
+        if len(feats) == self.neck.num_stages - 1 and self.backbone.derives_f1:
             return [self.backbone.derive_f1(feats[0]), *feats]
         return feats
 

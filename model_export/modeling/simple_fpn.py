@@ -81,6 +81,8 @@ class MAEWithSimpleFPN(MAEViT):
     ``backbone.{cls_token, pos_embed, patch_embed, layers, fpn}``.
     """
 
+    derives_f1 = False  # every level comes from the image (TinyViTAdapter may derive F1 from F2)
+
     def __init__(
         self,
         img_size: int | Sequence[int] = 512,

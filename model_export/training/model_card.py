@@ -52,7 +52,7 @@ def render_model_card(weights: Path, eval_json: Path | None = None, notes: str =
     val = meta.get("validation") or []
     data = [Path(d).name for d in tc.get("data", [])]
 
-    derived_f1 = getattr(net.backbone, "derives_f1", False)
+    derived_f1 = net.backbone.derives_f1
     if derived_f1:
         decoder_side = ("the pyramid adapter (TinyViT embedding -> F2..F4, and F1 as a learned 2x upsampling of "
                         "F2 that the browser decoder computes itself, so only F2..F4 are shipped per image), the "

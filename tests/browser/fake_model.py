@@ -167,6 +167,9 @@ class OnnxDecodeModel:
     def eval(self):
         return self
 
+    def complete_pyramid(self, feats):
+        return list(feats)  # the ONNX graph takes the shipped levels as they are
+
     def decode(self, feats, ref, roi=None):
         import torch
 

@@ -41,6 +41,19 @@ RESIZES = [(3, 5, 12, 20), (7, 5, 28, 20), (5, 7, 13, 11), (9, 6, 4, 5), (6, 9, 
 GEOMETRIES = [(10, 13, 32), (80, 60, 32), (27, 40, None), (40, 21, 64)]
 
 
+
+class _NoNetwork:
+    """The mask rules (upsampling, crop, resize) need no network: a stand-in ``DecodeModel``."""
+
+    def eval(self):
+        return self
+
+    def complete_pyramid(self, feats):
+        return list(feats)
+
+    def decode(self, feats, ref_label, roi=None):
+        raise AssertionError("the mask vectors never decode")
+
 def _f32_list(a: np.ndarray) -> list[float]:
     return [float(v) for v in np.asarray(a, np.float32).ravel()]  # float32 -> shortest exact double repr
 
@@ -54,7 +67,6 @@ def _rows(mask: np.ndarray, values: np.ndarray) -> list[str]:
 
 def build() -> dict:
     import cv2
-    import torch
 
     from model_export.geometry import CanvasGeometry
     from model_export.predictor import InterFormerPredictor
@@ -67,7 +79,7 @@ def build() -> dict:
         resize_cases.append({"in_h": ih, "in_w": iw, "out_h": oh, "out_w": ow, "input": _f32_list(x), "expected": _f32_list(y)})
 
     mask_cases = []
-    pred = InterFormerPredictor(torch.nn.Identity(), pipeline=None)
+    pred = InterFormerPredictor(_NoNetwork(), pipeline=None)
     for ih, iw, ls in GEOMETRIES:
         g = CanvasGeometry.for_image(ih, iw, longest_side=ls)
         h4, w4 = g.canvas_h // 4, g.canvas_w // 4
