@@ -21,7 +21,8 @@ spirit of segment-anything's ``build_sam.py``:
   ratio 2 everywhere, and 2x2 patch merging (4C instead of 9C features). Warm-started from v2
   by ``checkpoint.transfer_weights`` (exact copies plus principled slices), then fine-tuned.
 * ``interformer-tinyvit-faithful``: the same adapter with Light's neck and UPerHead unchanged,
-  trained the same way, to measure what the speed changes cost in NoC.
+  trained with the same recipe as v3 to measure what the speed changes cost in NoC
+  (``benchmarks/architecture_ablation.py``; results in docs/results/architecture_ablation.md).
 
 ``build_model`` dispatches on the type of ``cfg.backbone`` through ``BACKBONE_BUILDERS``, so
 another backbone family (e.g. a TinyViT adapter config) can be added with

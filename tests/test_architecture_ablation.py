@@ -9,11 +9,11 @@ import pytest
 from model_export.benchmarks import architecture_ablation as ab
 
 
-def _run(tmp_path, name: str, config: str, lr: float, secs: list[float]):
+def _run(tmp_path, name: str, config: str, lr: float, secs: list[float], init: str | None = None):
     run = tmp_path / name
     run.mkdir()
     recipe = {"config": config, "data": ["a", "b"], "iters": len(secs), "batch": 8, "crop": 320, "lr": lr,
-              "weight_decay": 0.05, "warmup": 1, "seed": 0, "init": None, "warm_start": None, "threads": 1}
+              "weight_decay": 0.05, "warmup": 1, "seed": 0, "init": init, "warm_start": None, "threads": 1}
     (run / "config.json").write_text(json.dumps(recipe))
     (run / "log.jsonl").write_text("\n".join(
         json.dumps({"iter": i + 1, "loss": 1.0 / (i + 1), "lr": lr, "sec": s, "objects": 12}) for i, s in enumerate(secs)))
@@ -70,3 +70,24 @@ def test_bad_entries_are_refused(tmp_path, capsys):
     # an eval of another model is not silently used
     with pytest.raises(SystemExit, match="no run of model"):
         ab.eval_summary(ev_a, "interformer-tinyvit-faithful")
+
+
+def test_continued_runs_are_compared_within_their_stage(tmp_path):
+    a1, ea1 = _run(tmp_path, "a1", "interformer-tinyvit-faithful", 5e-4, [8.0] * 3)
+    b1, eb1 = _run(tmp_path, "b1", "interformer-tinyvit-v3", 5e-4, [3.0] * 3)
+    # continued from each config's own weights (different paths): the same recipe
+    a2, ea2 = _run(tmp_path, "a2", "interformer-tinyvit-faithful", 2e-4, [8.0] * 5, init="w/faithful.pt")
+    b2, eb2 = _run(tmp_path, "b2", "interformer-tinyvit-v3", 2e-4, [3.0] * 5, init="w/v3.pt")
+    out = tmp_path / "out.json"
+    args = [f"interformer-tinyvit-faithful={a1}:{ea1}", f"interformer-tinyvit-v3={b1}:{eb1}",
+            f"interformer-tinyvit-faithful={a2}:{ea2}", f"interformer-tinyvit-v3={b2}:{eb2}"]
+    assert ab.main([x for e in args for x in ("--entry", e)] + ["--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [r["training"]["last_iter"] for r in data["rows"]] == [3, 3, 5, 5]
+    assert data["recipe_differences"] == []
+    # one of the continued runs started from scratch: flagged
+    c2, ec2 = _run(tmp_path, "c2", "interformer-tinyvit-v3", 2e-4, [3.0] * 5)
+    args[3] = f"interformer-tinyvit-v3={c2}:{ec2}"
+    assert ab.main([x for e in args for x in ("--entry", e)] + ["--json", str(out)]) == 0
+    assert json.loads(out.read_text())["recipe_differences"] == [
+        "init: interformer-tinyvit-faithful=w/faithful.pt, interformer-tinyvit-v3=None"]

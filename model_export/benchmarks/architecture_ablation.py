@@ -7,8 +7,10 @@
 
 Each ``--entry CONFIG=RUN_DIR:EVAL_JSON`` names a model config, the training run that produced
 its weights (``interformer train --out RUN_DIR``: its ``config.json`` and ``log.jsonl``) and the
-``interformer eval --json`` of those weights. Every entry should come from the same recipe (data,
-iterations, learning rate, seed); the script checks that and says where they differ.
+``interformer eval --json`` of those weights. Entries trained for the same number of iterations
+should share one recipe (data, learning rate, seed, from scratch or continued); the script
+checks that and says where they differ. Several entries per config (e.g. after 300 and after 600
+iterations) show the trend.
 
 Per entry it reports the per-click cost measured on the graph, not guessed: FLOPs of one
 ``InterFormer.decode`` at a 512x512 canvas (``torch.utils.flop_counter``; the decoder the browser
@@ -105,34 +107,43 @@ def eval_summary(path: Path, config: str) -> dict[str, dict]:
     return out
 
 
+def _comparable(key: str, value):
+    # a run continued from a checkpoint names its own config's weights: compare that it was, not the path
+    return ("a checkpoint" if value else None) if key in ("init", "warm_start") else value
+
+
 def recipe_differences(rows: list[dict]) -> list[str]:
+    """Where entries trained for the same number of iterations used different recipes."""
     diffs = []
-    for k in RECIPE_KEYS:
-        values = {json.dumps(r["training"]["recipe"][k]) for r in rows}
-        if len(values) > 1:
-            diffs.append(f"{k}: " + ", ".join(f"{r['config']}={r['training']['recipe'][k]}" for r in rows))
+    for last_iter in sorted({r["training"]["last_iter"] for r in rows}):
+        group = [r for r in rows if r["training"]["last_iter"] == last_iter]
+        for k in RECIPE_KEYS:
+            values = {json.dumps(_comparable(k, r["training"]["recipe"][k])) for r in group}
+            if len(values) > 1:
+                diffs.append(f"{k}: " + ", ".join(f"{r['config']}={r['training']['recipe'][k]}" for r in group))
     return diffs
 
 
 def markdown(rows: list[dict], diffs: list[str]) -> str:
     datasets = sorted({d for r in rows for d in r["eval"]})
-    head = ["config", "GFLOP / click (512²)", "params (per click)", "train s / iter"]
+    head = ["config", "iterations", "GFLOP / click (512²)", "params (per click)", "train s / iter"]
     for d in datasets:
         head += [f"{d} NoC85", f"{d} NoC90", f"{d} mIoU@1", f"{d} mIoU@5"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         c, t = r["cost"], r["training"]
-        cells = [r["config"], f"{c['gflop_per_click']:.2f}", f"{c['params_per_click_part'] / 1e6:.2f} M",
+        cells = [r["config"], str(t["last_iter"]), f"{c['gflop_per_click']:.2f}", f"{c['params_per_click_part'] / 1e6:.2f} M",
                  f"{t['sec_per_iter_median']:.2f}"]
         for d in datasets:
             e = r["eval"].get(d)
             cells += [f"{e['noc85']:.2f}", f"{e['noc90']:.2f}", f"{e['miou1']:.3f}", f"{e['miou5']:.3f}"] if e else ["–"] * 4
         lines.append("| " + " | ".join(cells) + " |")
-    t0 = rows[0]["training"]
-    lines += ["", f"Same recipe for every row: {t0['recipe']['iters']} iterations, batch {t0['recipe']['batch']}, "
-              f"crop {t0['recipe']['crop']}, lr {t0['recipe']['lr']}, warm-up {t0['recipe']['warmup']}, seed "
-              f"{t0['recipe']['seed']}, init {t0['recipe']['init'] or 'none (from scratch)'}, "
-              f"{t0['objects']} training objects."]
+    lines.append("")
+    for last_iter in sorted({r["training"]["last_iter"] for r in rows}):
+        t0 = next(r["training"] for r in rows if r["training"]["last_iter"] == last_iter)["recipe"]
+        start = "continued from each config's own checkpoint" if t0["init"] else "from scratch"
+        lines.append(f"- {last_iter} iterations: {start}, batch {t0['batch']}, crop {t0['crop']}, peak lr {t0['lr']}, "
+                     f"warm-up {t0['warmup']}, seed {t0['seed']}, {rows[0]['training']['objects']} training objects.")
     if diffs:
         lines += ["", "**The recipes differ:** " + "; ".join(diffs)]
     return "\n".join(lines) + "\n"
