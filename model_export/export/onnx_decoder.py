@@ -59,6 +59,8 @@ from ..modeling.interformer import InterFormer
 __all__ = [
     "DEFAULT_OPSET",
     "FEATURE_NAMES",
+    "DecoderClickOnnxModel",
+    "DecoderContextOnnxModel",
     "DecoderOnnxModel",
     "DynamicAdaptiveAvgPool2d",
     "DynamicPoolingAttention",
@@ -69,6 +71,9 @@ __all__ = [
     "compare_variants",
     "dim_params",
     "export_decoder",
+    "export_split_decoder",
+    "kv_names",
+    "overrides_from_feeds",
     "make_fp16_weights",
     "make_int8_weights",
     "make_quantized_input_variant",
@@ -172,13 +177,13 @@ def adaptive_avg_pool2d_dynamic(x: torch.Tensor, oh: int, ow: int) -> torch.Tens
 class DynamicPoolingAttention(PoolingAttention):
     """``PoolingAttention`` whose pooled key/value sizes follow the input size inside the graph.
 
-    Same parameters and math as ``PoolingAttention.forward``; only the pooling differs (see the
-    module docstring). Made by ``DecoderOnnxModel`` by switching the class of a deep copy.
+    Same parameters and math as ``PoolingAttention.key_value`` / ``attend`` (batch 1); only the
+    pooling differs (see the module docstring). Made by ``_export_copy`` by switching the class
+    of a deep copy.
     """
 
-    def forward(self, x: torch.Tensor, kv_in: torch.Tensor) -> torch.Tensor:
+    def key_value(self, kv_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c, nh = self.embed_dim, self.num_heads
-        q = self.query_proj(x.flatten(2).transpose(1, 2))  # (B, Nq, C)
         h, w = _hw(kv_in)
         th, tw = self.target_size
         tokens = []
@@ -194,9 +199,14 @@ class DynamicPoolingAttention(PoolingAttention):
             tokens.append(p.flatten(2).transpose(1, 2))
         kv = self.norm(torch.cat(tokens, dim=1))
         k, v = torch.chunk(self.key_value_proj(kv), 2, dim=-1)
-        q = q.reshape(1, -1, nh, c // nh).transpose(1, 2)
         k = k.reshape(1, -1, nh, c // nh).transpose(1, 2)
         v = v.reshape(1, -1, nh, c // nh).transpose(1, 2)
+        return k, v
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        c, nh = self.embed_dim, self.num_heads
+        q = self.query_proj(x.flatten(2).transpose(1, 2))  # (B, Nq, C)
+        q = q.reshape(1, -1, nh, c // nh).transpose(1, 2)
         attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
         out = (attn @ v).transpose(1, 2).reshape(1, -1, c)
         out = self.proj(out)
@@ -344,6 +354,156 @@ class DecoderOnnxModel(nn.Module):
         m[..., : h // 4, : w // 4] = 1.0
         m[..., h // 2: h // 2 + 16, : w // 5] = 3.0
         return feats + (m,)
+
+
+def kv_names(stage: int) -> tuple[str, str]:
+    """Names of the keys / values of neck stage ``stage`` (0-based) in the split decoder: the
+    stage attends over level F{stage + 1}, so stage 1 gives ("k2", "v2")."""
+    return f"k{stage + 1}", f"v{stage + 1}"
+
+
+def _kv_len_name(stage: int) -> str:
+    return f"kv{stage + 1}_len"
+
+
+class DecoderContextOnnxModel(nn.Module):
+    """(shipped levels) -> the per-image context of the split decoder: ``decoder.context.onnx``.
+
+    Outputs: ``f1`` (1, 32, H/4, W/4) when the backbone derives F1 from F2, then for each stage
+    that attends (``neck.attend_from`` on) the keys and values of its first block
+    ``k{i+1}``, ``v{i+1}`` (1, heads, M_i, C_i / heads): that block attends over the pyramid
+    level itself, so they do not depend on the clicks (``IMSA.context``). The browser runs this
+    once per image and ``DecoderClickOnnxModel`` per click; together they compute exactly what
+    ``DecoderOnnxModel`` computes in one graph.
+    """
+
+    def __init__(self, model: InterFormer):
+        super().__init__()
+        self.full = DecoderOnnxModel(model)
+        neck = self.full.neck
+        self.attended = tuple(range(neck.attend_from, neck.num_stages))
+        self.feature_names = self.full.feature_names
+        self.output_names = (("f1",) if self.full.derive_f1 is not None else ()) + tuple(
+            n for i in self.attended for n in kv_names(i)
+        )
+
+    @torch.no_grad()
+    def forward(self, *feats: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        full = self.full.full_pyramid(feats)
+        ctx = self.full.neck.context(full)
+        out = [full[0]] if self.full.derive_f1 is not None else []
+        for i in self.attended:
+            out.extend(ctx[i])
+        return tuple(out)
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes = {n: a for n, a in _dynamic_axes(self.feature_names).items() if n in self.feature_names}
+        if self.full.derive_f1 is not None:
+            axes["f1"] = {2: _dim_name("H", 4), 3: _dim_name("W", 4)}
+        for i in self.attended:
+            for n in kv_names(i):
+                axes[n] = {2: _kv_len_name(i)}
+        return axes
+
+
+class DecoderClickOnnxModel(nn.Module):
+    """(the levels a click needs, the context's keys / values, click_map) -> margin:
+    ``decoder.click.onnx``, the per-click half of the split decoder.
+
+    Inputs, in order: ``f1`` (the click embedding is added to it at stride 4), the level the
+    first attended stage starts from when that is not F1 (``f2`` for the default model),
+    ``k{i+1}``, ``v{i+1}`` of every attended stage, ``click_map``. The deeper levels are only
+    read through their keys / values, so they are not inputs.
+    """
+
+    def __init__(self, model: InterFormer):
+        super().__init__()
+        self.full = DecoderOnnxModel(model)
+        neck = self.full.neck
+        self.attended = tuple(range(neck.attend_from, neck.num_stages))
+        self.click_levels = tuple(sorted({0, neck.attend_from}))
+        self.level_names = tuple(FEATURE_NAMES[i] for i in self.click_levels)
+        self.kv_input_names = tuple(n for i in self.attended for n in kv_names(i))
+        self.input_names = (*self.level_names, *self.kv_input_names, CLICK_MAP_NAME)
+
+    @torch.no_grad()
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if len(inputs) != len(self.input_names):
+            raise ValueError(f"expected inputs {', '.join(self.input_names)}, got {len(inputs)} tensors")
+        neck = self.full.neck
+        levels = inputs[: len(self.level_names)]
+        kvs = inputs[len(self.level_names): -1]
+        feats: list[torch.Tensor | None] = [None] * neck.num_stages
+        for i, t in zip(self.click_levels, levels):
+            feats[i] = t
+        context: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * neck.num_stages
+        for j, i in enumerate(self.attended):
+            context[i] = (kvs[2 * j], kvs[2 * j + 1])
+        outs = neck(feats, inputs[-1], context=context)
+        logits = self.full.decode_head(outs)
+        return logits[:, 1:2] - logits[:, 0:1]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes = {n: {2: _dim_name("H", STRIDES[i]), 3: _dim_name("W", STRIDES[i])}
+                for i, n in zip(self.click_levels, self.level_names)}
+        for i in self.attended:
+            for n in kv_names(i):
+                axes[n] = {2: _kv_len_name(i)}
+        axes[CLICK_MAP_NAME] = {2: "H", 3: "W"}
+        axes[OUTPUT_NAME] = {2: _dim_name("H", 4), 3: _dim_name("W", 4)}
+        return axes
+
+    def inputs_from(self, shipped: Mapping[str, torch.Tensor | np.ndarray],
+                    context: Mapping[str, torch.Tensor | np.ndarray]) -> dict:
+        """This graph's feeds (without the click map) from the shipped levels and the context."""
+        return {n: (context[n] if n in context else shipped[n]) for n in self.input_names if n != CLICK_MAP_NAME}
+
+
+def export_split_decoder(
+    model: InterFormer,
+    context_path: str | os.PathLike,
+    click_path: str | os.PathLike,
+    opset: int = DEFAULT_OPSET,
+    trace_hw: tuple[int, int] = (224, 352),
+) -> tuple[Path, Path]:
+    """Export the split decoder: ``decoder.context.onnx`` (once per image) and
+    ``decoder.click.onnx`` (per click), dynamic canvas like ``export_decoder``."""
+    ctx_model, click_model = DecoderContextOnnxModel(model).eval(), DecoderClickOnnxModel(model).eval()
+    shipped = ctx_model.full.example_inputs(*trace_hw)
+    with torch.no_grad():
+        ctx_out = dict(zip(ctx_model.output_names, ctx_model(*shipped[:-1])))
+    named = dict(zip(ctx_model.feature_names, shipped[:-1]))
+    click_args = tuple(click_model.inputs_from(named, ctx_out)[n] for n in click_model.input_names[:-1]) + (shipped[-1],)
+    paths = []
+    for wrapper, args, path, in_names, out_names in (
+        (ctx_model, shipped[:-1], context_path, list(ctx_model.feature_names), list(ctx_model.output_names)),
+        (click_model, click_args, click_path, list(click_model.input_names), [OUTPUT_NAME]),
+    ):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper, args, str(path), dynamo=False, opset_version=opset, input_names=in_names,
+                output_names=out_names, dynamic_axes=wrapper.dynamic_axes(), do_constant_folding=True,
+            )
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def overrides_from_feeds(session, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Every symbolic dimension of ``session``'s inputs, read off the arrays in ``feeds``
+    (what the browser worker does to fix a session to one canvas; ``decoder_worker.js``)."""
+    out: dict[str, int] = {}
+    for inp in session.get_inputs():
+        if inp.name not in feeds:
+            continue
+        for axis, d in enumerate(inp.shape):
+            if isinstance(d, str):
+                size = int(np.shape(feeds[inp.name])[axis])
+                if out.setdefault(d, size) != size:
+                    raise ValueError(f"dimension {d} is {out[d]} in one input and {size} in {inp.name}")
+    return out
 
 
 def decoder_input_spec(in_channels: Sequence[int] = (32, 64, 128, 256), levels: Sequence[int] | None = None) -> dict:
@@ -606,9 +766,10 @@ def upsample_bilinear(x: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def _session(path: str | os.PathLike, threads: int = 1, canvas: tuple[int, int] | None = None,
-             dims: Mapping[str, dict] | None = None):
+             dims: Mapping[str, dict] | None = None, overrides: Mapping[str, int] | None = None):
     """An onnxruntime CPU session; with ``canvas`` (H, W), one fixed to that canvas: every
-    dim_param of ``dims`` (default: ``dim_params()``) overridden, as the browser worker does."""
+    dim_param of ``dims`` (default: ``dim_params()``) overridden, as the browser worker does;
+    ``overrides``: dim_param -> size, fixed as given (e.g. ``overrides_from_feeds``)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -619,6 +780,8 @@ def _session(path: str | os.PathLike, threads: int = 1, canvas: tuple[int, int] 
         for name, d in (dim_params() if dims is None else dims).items():
             size = canvas[0] if d["axis"] == "height" else canvas[1]
             opts.add_free_dimension_override_by_name(name, size // int(d["divisor"]))
+    for name, size in (overrides or {}).items():
+        opts.add_free_dimension_override_by_name(name, int(size))
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
@@ -628,11 +791,16 @@ class OnnxClickSession:
     Mirrors ``InterFormerPredictor.add_click`` (no zoom-in): add the click disk to M, run the
     decoder, upsample the margin to the canvas, threshold at 0, update M from the prediction.
     ``feats`` are (C, h, w) or (1, C, h, w) float arrays on the canvas of ``geometry``.
+
+    With ``context`` (the split decoder): ``decoder`` is ``decoder.click.onnx`` and ``context``
+    ``decoder.context.onnx``, run once per ``set_pyramid`` as in the browser.
     """
 
-    def __init__(self, decoder: str | os.PathLike, threads: int = 1):
+    def __init__(self, decoder: str | os.PathLike, threads: int = 1, context: str | os.PathLike | None = None):
         self.session = _session(decoder, threads)
-        self.feature_names = [i.name for i in self.session.get_inputs() if i.name in FEATURE_NAMES]
+        self.context = None if context is None else _session(context, threads)
+        inputs = (self.session if self.context is None else self.context).get_inputs()
+        self.feature_names = [i.name for i in inputs if i.name in FEATURE_NAMES]
 
     def set_pyramid(self, feats: Sequence[np.ndarray], geometry) -> None:
         """``feats``: the shipped levels in the decoder's input order (or all four, F1 first)."""
@@ -648,6 +816,11 @@ class OnnxClickSession:
             n: np.ascontiguousarray(np.asarray(f, dtype=np.float32).reshape((1,) + np.shape(f)[-3:]))
             for n, f in zip(self.feature_names, feats)
         }
+        if self.context is not None:
+            names = [o.name for o in self.context.get_outputs()]
+            ctx = dict(zip(names, self.context.run(names, self.feeds)))
+            self.feeds = {i.name: ctx[i.name] if i.name in ctx else self.feeds[i.name]
+                          for i in self.session.get_inputs() if i.name != CLICK_MAP_NAME}
         self.m = cm.new_click_map(geometry.canvas_h, geometry.canvas_w)
         self.clicks: list = []
         self.margin: np.ndarray | None = None

@@ -122,14 +122,14 @@ class PoolingAttention(nn.Module):
         """The pooled key/value map size of every branch for an (h, w) ``kv_in``."""
         return [pool_size(h, w, self.target_size, r) for r in self.pool_ratios]
 
-    def forward(self, x: torch.Tensor, kv_in: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or kv_in.dim() != 4 or x.shape[:2] != kv_in.shape[:2]:
-            raise ValueError(
-                f"x and kv_in must be (B, C, H, W) maps with the same B and C, got "
-                f"{tuple(x.shape)} and {tuple(kv_in.shape)}"
-            )
-        b, c, hq, wq = x.shape
-        q = self.query_proj(x.flatten(2).transpose(1, 2))  # (B, Nq, C)
+    def key_value(self, kv_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, heads, M, C / heads) of the pooled tokens of ``kv_in`` (B, C, h, w).
+
+        They depend on ``kv_in`` only: for the first block of a stage, whose ``kv_in`` is a
+        pyramid level, they are the same for every click (``IMSA.context``)."""
+        if kv_in.dim() != 4 or kv_in.shape[1] != self.embed_dim:
+            raise ValueError(f"kv_in must be a (B, {self.embed_dim}, H, W) map, got {tuple(kv_in.shape)}")
+        b, c = kv_in.shape[:2]
         # plain ints (also under tracing, where pool sizes become export-time constants)
         h, w = int(kv_in.shape[-2]), int(kv_in.shape[-1])
         tokens = []
@@ -145,14 +145,42 @@ class PoolingAttention(nn.Module):
         kv = self.norm(torch.cat(tokens, dim=1))
         k, v = torch.chunk(self.key_value_proj(kv), 2, dim=-1)
         nh = self.num_heads
-        q = q.reshape(b, -1, nh, c // nh).transpose(1, 2)
         k = k.reshape(b, -1, nh, c // nh).transpose(1, 2)
         v = v.reshape(b, -1, nh, c // nh).transpose(1, 2)
+        return k, v
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention of the queries of ``x`` (B, C, H, W) over keys / values from ``key_value``."""
+        if x.dim() != 4 or k.dim() != 4 or x.shape[0] != k.shape[0] or x.shape[1] != self.embed_dim:
+            raise ValueError(
+                f"x must be (B, {self.embed_dim}, H, W) and k (B, heads, M, C / heads) with the same B, got "
+                f"{tuple(x.shape)} and {tuple(k.shape)}"
+            )
+        b, c, hq, wq = x.shape
+        nh = self.num_heads
+        q = self.query_proj(x.flatten(2).transpose(1, 2))  # (B, Nq, C)
+        q = q.reshape(b, -1, nh, c // nh).transpose(1, 2)
         attn = (q @ k.transpose(-2, -1)) * self.scale
         attn = self.attn_drop(attn.softmax(dim=-1))
         out = (attn @ v).transpose(1, 2).reshape(b, hq * wq, c)
         out = self.proj_drop(self.proj(out))
         return out.transpose(1, 2).reshape(b, c, hq, wq)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        kv_in: torch.Tensor | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Attention of ``x`` over ``kv_in``, or over precomputed ``kv = key_value(kv_in)``."""
+        if kv is None:
+            if kv_in is None or x.dim() != 4 or kv_in.dim() != 4 or x.shape[:2] != kv_in.shape[:2]:
+                raise ValueError(
+                    f"x and kv_in must be (B, C, H, W) maps with the same B and C, got "
+                    f"{tuple(x.shape)} and {None if kv_in is None else tuple(kv_in.shape)}"
+                )
+            kv = self.key_value(kv_in)
+        return self.attend(x, *kv)
 
 
 class InvertedBottleneck(nn.Sequential):
@@ -188,9 +216,20 @@ class PoolingBlock(nn.Module):
         self.mlp = InvertedBottleneck(embed_dim, int(mlp_ratio * embed_dim))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, kv_in: torch.Tensor | None = None) -> torch.Tensor:
-        kv_in = x if kv_in is None else kv_in
-        x = x + self.drop_path(self.attn(self.norm1(x), self.norm_kv(kv_in)))
+    def key_value(self, kv_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attention's keys and values for ``kv_in`` (see ``PoolingAttention.key_value``)."""
+        return self.attn.key_value(self.norm_kv(kv_in))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        kv_in: torch.Tensor | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``kv``: precomputed ``key_value(kv_in)`` (then ``kv_in`` is not used)."""
+        if kv is None:
+            kv = self.key_value(x if kv_in is None else kv_in)
+        x = x + self.drop_path(self.attn(self.norm1(x), kv=kv))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x
 
@@ -230,9 +269,15 @@ class PoolingBlockSequence(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
 
-    def forward(self, x: torch.Tensor, kv_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        kv_in: torch.Tensor | None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first block attends over ``kv_in`` (or its precomputed ``kv``), the others over x."""
         for j, blk in enumerate(self.blocks):
-            x = blk(x, kv_in=kv_in if j == 0 else None)
+            x = blk(x, kv_in=kv_in, kv=kv) if j == 0 else blk(x)
         if self.downsample is None:
             return x, x
         return self.downsample(x), x
@@ -394,14 +439,31 @@ class IMSA(nn.Module):
             e = F.interpolate(e, size=tuple(size), mode="bilinear", align_corners=False)
         return e
 
+    def context(self, feats: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """The click-independent part of the neck: per stage, the keys and values of its first
+        block, which attends over the pyramid level itself (``None`` for pass-through levels).
+
+        ``forward(feats, M, context=self.context(feats))`` equals ``forward(feats, M)``; a
+        runtime computes the context once per image and only the rest per click. Then the
+        levels after ``attend_from`` are not needed by ``forward`` (pass ``None`` for them)."""
+        if len(feats) != self.num_stages:
+            raise ValueError(f"expected {self.num_stages} feature maps, got {len(feats)}")
+        return [
+            None if i < self.attend_from else self.stages[i].blocks[0].key_value(feats[i])
+            for i in range(self.num_stages)
+        ]
+
     def forward(
         self,
-        feats: Sequence[torch.Tensor],
+        feats: Sequence[torch.Tensor | None],
         ref_label: torch.Tensor,
         roi: Sequence[int] | None = None,
+        context: Sequence[tuple[torch.Tensor, torch.Tensor] | None] | None = None,
     ) -> list[torch.Tensor]:
         if len(feats) != self.num_stages:
             raise ValueError(f"expected {self.num_stages} feature maps, got {len(feats)}")
+        if context is not None and len(context) != self.num_stages:
+            raise ValueError(f"expected a context entry per stage ({self.num_stages}), got {len(context)}")
         canvas_h, canvas_w = ref_label.shape[-2:]
         if roi is not None:
             roi = _check_roi(roi, canvas_h, canvas_w)
@@ -417,7 +479,10 @@ class IMSA(nn.Module):
         else:
             x = feats[0] + self.ref_embed(ref_label, feats[0].shape[-2:], stride=self.cum_strides[0])
         for i in range(self.attend_from, self.num_stages):
-            x, out = self.stages[i](x, feats[i])
+            kv = None if context is None else context[i]
+            if kv is None and feats[i] is None:
+                raise ValueError(f"stage {i} needs its pyramid level or its context (keys and values)")
+            x, out = self.stages[i](x, feats[i], kv)
             refine = self.refine_stages[i]
             if not isinstance(refine, nn.Identity):
                 out = refine(out, None if roi is None else self._stage_roi(roi, i))

@@ -97,10 +97,20 @@ async function startDecoder(url, manifest, opts) {
   let timer = null;
   const timeoutMs = opts.startTimeoutMs ?? START_TIMEOUT_MS;
   try {
+    const base = new URL(url, self.location.href);
+    const split = opts.split !== false && manifest.split ? manifest.split : null;
     const started = decoder._call({
       type: "init",
-      modelUrl: new URL(url, self.location.href).href,
-      names: { features: manifest.features.map((f) => f.name), clickMap: manifest.clickMap, output: manifest.output },
+      // split decoder: its two graphs lie beside decoder.onnx (same folder, same route)
+      modelUrl: split ? new URL(split.click.file, base).href : base.href,
+      contextUrl: split ? new URL(split.context.file, base).href : null,
+      names: {
+        features: manifest.features.map((f) => f.name),
+        strides: manifest.features.map((f) => f.stride),
+        channels: manifest.features.map((f) => f.channels),
+        clickMap: manifest.clickMap,
+        output: manifest.output,
+      },
       numThreads: opts.numThreads,
       preferWebGPU: opts.preferWebGPU ?? true,
       dimParams: manifest.dimParams ?? null,
@@ -134,11 +144,13 @@ export class DecoderStartTimeout extends DecoderError {
  * onnxruntime-web's thread pool (seen in Firefox ESR on a loaded machine) still gets a working
  * decoder. `info.fallback` then says so, for the page to show.
  * @param {string} url of decoder.onnx
- * @param {{features: {name: string}[], clickMap: string, output: string, dimParams?: object[]|null}} manifest
- *   normalised (manifest.js)
- * @param {{numThreads?: number, preferWebGPU?: boolean, staticShapes?: boolean, startTimeoutMs?: number}} [opts]
+ * @param {{features: {name: string, stride: number, channels: number}[], clickMap: string, output: string,
+ *   dimParams?: object[]|null, split?: object|null}} manifest normalised (manifest.js)
+ * @param {{numThreads?: number, preferWebGPU?: boolean, staticShapes?: boolean, split?: boolean, startTimeoutMs?: number}} [opts]
  *   staticShapes false: one dynamic-shape session for every canvas (default: a fixed-shape session
- *   per canvas size when the manifest names the graph's dimensions; see decoder_worker.js)
+ *   per canvas size when the graph's dimensions can be known; see decoder_worker.js);
+ *   split false: run decoder.onnx per click even when the manifest offers the split decoder
+ *   (its context graph once per image + its click graph per click; the default when offered)
  * @returns {Promise<Decoder>} with `info`: {backend, numThreads, crossOriginIsolated, loadMs, fallback?, ...}
  */
 export async function loadDecoder(url, manifest, opts = {}) {

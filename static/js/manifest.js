@@ -18,7 +18,8 @@
  *       "features": [{"name": "f1", "level": "F1", "channels": 32, "stride": 4}, ...],
  *       "click_map": "click_map"                                 // or {"name": "click_map"}
  *     },
- *     "output": "logits"                                         // or {"name": "logits", "stride": 4}
+ *     "output": "logits",                                        // or {"name": "logits", "stride": 4}
+ *     "split": {"context": {"file", "inputs", "outputs"}, "click": {"file", "inputs"}}   // optional
  *   }
  */
 
@@ -48,7 +49,7 @@ const posInt = (v) => Number.isInteger(v) && v > 0;
 /**
  * Normalise a parsed decoder.json; throws ManifestError when it cannot be used at all.
  * @returns {{modelId: string, modelVersion: string, canvas: {longestSide: number|null, maxSide: number|null}|null,
- *   dimParams: {name: string, axis: "height"|"width", divisor: number}[]|null,
+ *   dimParams: {name: string, axis: "height"|"width", divisor: number}[]|null, split: object|null (splitOf),
  *   features: {name: string, level: string, channels: number, stride: number}[], clickMap: string,
  *   output: string, outputStride: number, raw: object}}
  */
@@ -96,6 +97,7 @@ export function normalizeManifest(raw) {
     modelVersion: String(model.version),
     canvas,
     dimParams: dimParamsOf(raw.dynamic_axes?.onnx_dim_params),
+    split: splitOf(raw.split, features, nameOf(inputs.click_map, DEFAULT_CLICK_MAP)),
     features,
     clickMap: nameOf(inputs.click_map, DEFAULT_CLICK_MAP),
     output: nameOf(raw.output, DEFAULT_OUTPUT),
@@ -118,6 +120,39 @@ function dimParamsOf(raw) {
     }
     return { name, axis: d.axis, divisor: d.divisor };
   });
+}
+
+const isName = (v) => typeof v === "string" && v.length > 0;
+const SAFE_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]*\.onnx$/;
+
+/**
+ * The split decoder (decoder.json "split"), or null when the manifest offers none: its context
+ * graph (once per image: the shipped levels in, named tensors out) and its click graph (per
+ * click: the click map and inputs named like a context output or a shipped level).
+ * @returns {{context: {file: string, inputs: string[], outputs: string[]}, click: {file: string, inputs: string[]}}|null}
+ */
+function splitOf(raw, features, clickMap) {
+  if (raw === undefined || raw === null) return null;
+  const bad = (why) => new ManifestError(`decoder.json: split: ${why}`);
+  if (!isObj(raw) || !isObj(raw.context) || !isObj(raw.click)) throw bad("needs a \"context\" and a \"click\" entry");
+  const part = (p, what) => {
+    if (typeof p.file !== "string" || !SAFE_FILE.test(p.file)) throw bad(`${what}.file must be a plain .onnx file name, got ${JSON.stringify(p.file)}`);
+    if (!Array.isArray(p.inputs) || !p.inputs.every(isName)) throw bad(`${what}.inputs must be a list of names`);
+    return { file: p.file, inputs: [...p.inputs] };
+  };
+  const context = part(raw.context, "context");
+  const click = part(raw.click, "click");
+  if (!Array.isArray(raw.context.outputs) || !raw.context.outputs.every(isName)) throw bad("context.outputs must be a list of names");
+  context.outputs = [...raw.context.outputs];
+  const shipped = features.map((f) => f.name);
+  if (context.inputs.join() !== shipped.join()) {
+    throw bad(`the context graph takes ${context.inputs.join(", ")}, the pyramid ships ${shipped.join(", ")}`);
+  }
+  const known = new Set([...context.outputs, ...shipped, clickMap]);
+  const unknown = click.inputs.filter((n) => !known.has(n));
+  if (unknown.length) throw bad(`the click graph's inputs ${unknown.join(", ")} come from nowhere`);
+  if (!click.inputs.includes(clickMap)) throw bad(`the click graph does not take the click map ${clickMap}`);
+  return { context, click };
 }
 
 /**

@@ -1,6 +1,7 @@
 """The product path end to end with the real model: ``interformer export`` of the default model,
 the server's onnxruntime pyramid service (TinyViT encoder + exported pyramid graph, int8 file),
-the page's onnxruntime-web decoder -- compared click by click with the PyTorch model.
+the page's onnxruntime-web decoder (the split one: context graph once per image, click graph per
+click) -- compared click by click with the PyTorch model.
 
 The reference is ``InterFormerPredictor`` running the *PyTorch* network on the very pyramid file
 the page received (dequantised), so this checks the export, the manifest, the pyramid file
@@ -69,6 +70,8 @@ def test_browser_decoder_matches_pytorch(page, real_server, default_net):
     info = page.evaluate("window.__playground.info()")
     assert info["manifest"]["id"] == DEFAULT_CONFIG
     assert info["decoder"]["numThreads"] > 1, info
+    # the split decoder: context once per image (F1, keys / values), the click graph per click
+    assert info["decoder"]["split"] is True, info
 
     with urllib.request.urlopen(f"{real_server}/api/playground/samples/shapes/pyramid") as r:
         levels, header = decode_pyramid(r.read())

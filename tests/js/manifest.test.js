@@ -61,6 +61,47 @@ describe("normalizeManifest", () => {
   });
 });
 
+describe("the split decoder", () => {
+  const shipped = [
+    { name: "f2", level: "F2", channels: 64, stride: 8 },
+    { name: "f3", level: "F3", channels: 128, stride: 16 },
+    { name: "f4", level: "F4", channels: 256, stride: 32 },
+  ];
+  const split = () => ({
+    context: { file: "decoder.context.onnx", inputs: ["f2", "f3", "f4"], outputs: ["f1", "k2", "v2", "k3", "v3", "k4", "v4"] },
+    click: { file: "decoder.click.onnx", inputs: ["f1", "f2", "k2", "v2", "k3", "v3", "k4", "v4", "click_map"], output: "logits" },
+  });
+  const manifest = (s) => ({ model: { id: "m", version: "1" }, inputs: { features: shipped }, split: s });
+
+  test("absent: null (the page runs decoder.onnx per click)", () => {
+    assert.equal(normalizeManifest(manifest(undefined)).split, null);
+    assert.equal(normalizeManifest(manifest(null)).split, null);
+  });
+
+  test("as interformer export writes it", () => {
+    const m = normalizeManifest(manifest(split()));
+    assert.equal(m.split.context.file, "decoder.context.onnx");
+    assert.deepEqual(m.split.context.outputs, ["f1", "k2", "v2", "k3", "v3", "k4", "v4"]);
+    assert.deepEqual(m.split.click.inputs.at(-1), "click_map");
+  });
+
+  test("inconsistent or unsafe entries are refused with the reason", () => {
+    const cases = [
+      [(s) => { s.click.inputs.push("k9"); }, /k9 come from nowhere/],
+      [(s) => { s.context.inputs = ["f1", "f2"]; }, /the pyramid ships f2, f3, f4/],
+      [(s) => { s.click.file = "../../etc/passwd.onnx"; }, /plain \.onnx file name/],
+      [(s) => { s.click.inputs = s.click.inputs.filter((n) => n !== "click_map"); }, /does not take the click map/],
+      [(s) => { delete s.context; }, /needs a "context" and a "click" entry/],
+      [(s) => { s.context.outputs = "f1"; }, /context.outputs must be a list/],
+    ];
+    for (const [edit, re] of cases) {
+      const s = split();
+      edit(s);
+      assert.throws(() => normalizeManifest(manifest(s)), (e) => e instanceof ManifestError && re.test(e.message), re.source);
+    }
+  });
+});
+
 describe("checkPyramid", () => {
   const manifest = normalizeManifest({ model: { id: "m", version: "1" }, canvas: { longest_side: 512 } });
 
