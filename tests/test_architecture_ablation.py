@@ -30,6 +30,9 @@ def test_per_click_cost_counts_the_decoder_graph():
     # the faithful UPerHead at stride 4 dominates: on the order of 10 GFLOP per click (issue 3)
     assert 8 < faithful["gflop_per_click"] < 14
     assert lean["gflop_per_click"] < faithful["gflop_per_click"] / 4
+    # the split decoder leaves the per-image context out of every click: less, never more
+    for cost in (faithful, lean):
+        assert 0.5 * cost["gflop_per_click"] < cost["gflop_per_click_split"] < cost["gflop_per_click"]
     assert lean["params_per_click_part"] < faithful["params_per_click_part"]
     # the FLOPs grow with the canvas (attention and convolutions over more pixels)
     assert ab.per_click_cost("interformer-tinyvit-v3", canvas=256)["gflop_per_click"] < lean["gflop_per_click"] / 3

@@ -14,7 +14,8 @@ iterations) show the trend.
 
 Per entry it reports the per-click cost measured on the graph, not guessed: FLOPs of one
 ``InterFormer.decode`` at a 512x512 canvas (``torch.utils.flop_counter``; the decoder the browser
-runs, F1 derivation included where the model derives it) and its parameter count; training
+runs, F1 derivation included where the model derives it), the same with the split decoder's
+per-image context taken out (``gflop_per_click_split``), and its parameter count; training
 seconds per iteration (median of the log); and NoC@85/90, mIoU@1/@5 and seconds per click
 (PyTorch, CPU) on every evaluated dataset. Prints a table, writes JSON and Markdown.
 """
@@ -65,9 +66,17 @@ def per_click_cost(config: str, canvas: int = 512) -> dict:
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         net.decode(shipped, click_map)
+    # the split decoder: F1 and each stage's first-block keys / values once per image (IMSA.context)
+    with torch.no_grad():
+        full = net.complete_pyramid(shipped)
+        context = net.neck.context(full)
+    split = FlopCounterMode(display=False)
+    with torch.no_grad(), split:
+        net.decode_head(net.neck(full, click_map, context=context))
     modules = [net.neck, net.decode_head] + ([net.backbone.up1] if net.backbone.derives_f1 else [])
     params = sum(p.numel() for m in modules for p in m.parameters())
-    return {"gflop_per_click": counter.get_total_flops() / 1e9, "params_per_click_part": params, "canvas": canvas}
+    return {"gflop_per_click": counter.get_total_flops() / 1e9, "gflop_per_click_split": split.get_total_flops() / 1e9,
+            "params_per_click_part": params, "canvas": canvas}
 
 
 def training_summary(run_dir: Path) -> dict:
