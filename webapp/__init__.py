@@ -208,8 +208,9 @@ def create_app(config: dict | None = None) -> Flask:
     @app.errorhandler(413)
     def too_large(e):
         if request.path.startswith("/api/"):
-            limit = app.config.get("MAX_CONTENT_LENGTH")
-            return jsonify(error=f"the request is too large (limit {limit} bytes); upload fewer files at once"), 413
+            limit = request.max_content_length  # this request's limit (JSON bodies: MAX_JSON_BYTES)
+            hint = "" if request.is_json else "; upload fewer files at once"
+            return jsonify(error=f"the request is too large (limit {limit} bytes){hint}"), 413
         return e
 
     @app.get("/")

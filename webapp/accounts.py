@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -43,7 +44,11 @@ def create_user(session: Session, username: str, password: str, role: Role | str
     user = User(username=username, password_hash=generate_password_hash(password, method=hash_method),
                 role=role.value)
     session.add(user)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # the same name taken at the same moment by another request
+        session.rollback()
+        raise AccountError(f"the username {username!r} is taken") from None
     return user
 
 

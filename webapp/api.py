@@ -47,7 +47,7 @@ from .db import db_session
 from .export import coco_export, png_masks_zip
 from .models import AnnotationObject, AnnotationStatus, Assignment, FeatureStatus, Image, Project, Role, iso, utcnow
 from .precompute import PROJECT_PROGRESS, Precompute, provider_model_id
-from .projects import ProjectError, annotation_counts, create_project
+from .projects import ProjectError, annotation_counts, create_project, settings_json
 from .realtime import dashboard_changed
 from .storage import BlobStore
 from .uploads import UploadLimits, add_uploads
@@ -123,8 +123,7 @@ def project_json(p: Project) -> dict:
         "created_at": iso(p.created_at),
         "progress": precompute().progress(s, p.id),
         "annotation": annotation_counts(s, p.id),
-        "settings": {"overlap": p.overlap, "lock_timeout_s": p.lock_timeout_s, "gold_every": p.gold_every,
-                     "batch_size": p.batch_size},
+        "settings": settings_json(p),
         "urls": {
             "images": url_for("api.project_images", pid=p.id),
             "next": url_for("api.project_next", pid=p.id),
@@ -326,6 +325,17 @@ def retry_image(iid: int):
     return jsonify(image=image_json(im))
 
 
+def _annotator_scope(iid: int) -> tuple[int, int | None] | None:
+    """Independent work: an annotator sees, of image ``iid``, only their own objects of their
+    own assignment (no one else's masks, no gold reference). Returns that (author id,
+    assignment id) for an annotator, None for the roles that see every object."""
+    user = current_user()
+    if user.role != Role.ANNOTATOR.value:
+        return None
+    own = queue.user_assignment(db_session(), user.id, iid)
+    return user.id, (own.id if own is not None else None)
+
+
 @bp.get("/images/<int:iid>/objects")
 @login_required
 def image_objects(iid: int):
@@ -333,11 +343,12 @@ def image_objects(iid: int):
     if im is None:
         return error(f"no image {iid}", 404)
     q = select(AnnotationObject).where(AnnotationObject.image_id == iid, AnnotationObject.deleted_at.is_(None))
-    user = current_user()
-    if user.role == Role.ANNOTATOR.value:  # independent work: an annotator sees only their own
-        own = queue.user_assignment(db_session(), user.id, iid)
-        q = q.where(AnnotationObject.author_id == user.id,
-                    AnnotationObject.assignment_id == own.id if own is not None else AnnotationObject.assignment_id.is_(None))
+    scope = _annotator_scope(iid)
+    if scope is not None:
+        author, assignment = scope
+        q = q.where(AnnotationObject.author_id == author,
+                    AnnotationObject.assignment_id == assignment if assignment is not None
+                    else AnnotationObject.assignment_id.is_(None))
     rows = db_session().scalars(q.order_by(AnnotationObject.id)).all()
     return jsonify(objects=[object_json(o, im) for o in rows])
 
@@ -430,8 +441,9 @@ def _live_object(oid: int) -> AnnotationObject | None:
 @login_required
 def get_object(oid: int):
     o = _live_object(oid)
-    if o is None:
-        return error(f"no object {oid}", 404)
+    scope = None if o is None else _annotator_scope(o.image_id)
+    if o is None or (scope is not None and (o.author_id, o.assignment_id) != scope):
+        return error(f"no object {oid}", 404)  # not "forbidden": an annotator is not told it exists
     return jsonify(object=object_json(o, o.image))
 
 

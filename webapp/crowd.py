@@ -37,6 +37,7 @@ from .auth import current_user
 from .dashboard import project_dashboard
 from .db import db_session
 from .models import AnnotationObject, Assignment, CompletionCode, Image, Invite, Project, Role, utcnow
+from .projects import SETTINGS, settings_json
 from .queue import (
     QueueError,
     assignment_json,
@@ -51,7 +52,6 @@ from .realtime import dashboard_changed
 
 bp = Blueprint("crowd", __name__, url_prefix="/api")
 
-SETTINGS = {"overlap": (1, 50), "lock_timeout_s": (10, 7 * 24 * 3600), "gold_every": (0, 10_000), "batch_size": (0, 100_000)}
 
 
 def error(message: str, code: int):
@@ -104,7 +104,7 @@ def settings(pid: int):
         recompute_statuses(s, p)
     s.commit()
     dashboard_changed(pid)
-    return jsonify(settings={k: getattr(p, k) for k in SETTINGS})
+    return jsonify(settings=settings_json(p))
 
 
 @bp.post("/images/<int:iid>/gold")
@@ -118,6 +118,10 @@ def set_gold(iid: int):
         return error('expected a JSON body {"gold": true|false}', 400)
     if data["gold"] and s.scalar(select(Assignment.id).where(Assignment.image_id == iid, Assignment.is_gold.is_(False)).limit(1)):
         return error("this image was handed out as a normal image already; choose an image nobody has worked on", 409)
+    if not data["gold"] and im.is_gold and s.scalar(select(Assignment.id).where(Assignment.image_id == iid,
+                                                                              Assignment.is_gold.is_(True)).limit(1)):
+        # its gold slots would count as normal ones: the image would look full but never be finished
+        return error("annotators have worked on this gold image already; it stays a gold image", 409)
     im.is_gold = data["gold"]
     s.commit()
     return jsonify(image=_image_json(im))
@@ -235,9 +239,7 @@ def put_draft(iid: int):
 
 
 def _objects_of(a: Assignment) -> list[AnnotationObject]:
-    return list(db_session().scalars(select(AnnotationObject).where(
-        AnnotationObject.assignment_id == a.id, AnnotationObject.author_id == a.user_id,
-        AnnotationObject.deleted_at.is_(None)).order_by(AnnotationObject.id)).all())
+    return quality.objects_of(db_session(), a.image, a)
 
 
 @bp.get("/projects/<int:pid>/review")

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .models import AnnotationObject, AnnotationStatus, Assignment, Image, Project, User
+from .projects import settings_json
 from .quality import project_quality
 
 
@@ -76,8 +77,7 @@ def project_dashboard(session: Session, project: Project) -> dict:
     total = sum(images.values())
     return {
         "project_id": project.id,
-        "settings": {"overlap": project.overlap, "lock_timeout_s": project.lock_timeout_s,
-                     "gold_every": project.gold_every, "batch_size": project.batch_size},
+        "settings": settings_json(project),
         "images": {"total": total, "gold": gold_images,
                    **{s.value: images.get(s.value, 0) for s in AnnotationStatus}},
         "annotators": annotators,

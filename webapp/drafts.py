@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import math
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .annotations import PayloadError, _clicks
-from .models import Draft, Image, LabelClass, iso, utcnow
+from .annotations import PayloadError, _clicks, label_class_of
+from .models import Draft, Image, iso, utcnow
 
 MAX_DRAFT_BYTES = 256 * 1024
 
@@ -46,17 +46,24 @@ def get_draft(session: Session, user_id: int, image_id: int) -> Draft | None:
 
 
 def save_draft(session: Session, user_id: int, image: Image, rev: int, body: dict) -> tuple[Draft, bool]:
-    """Store the draft unless a newer one is there; (the stored draft, whether it changed)."""
-    if body["class_id"] is not None and session.get(LabelClass, body["class_id"]) is None:
-        raise PayloadError(f"unknown label class id {body['class_id']}")
+    """Store the draft unless a newer one is there; (the stored draft, whether it changed).
+
+    The update is conditional in the database (``rev < new rev``), so of two saves racing each
+    other the newer one wins whichever commits last."""
+    if body["class_id"] is not None:
+        label_class_of({"class_id": body["class_id"]}, image.project)  # one of the image's project's classes
     for _ in range(3):
         d = get_draft(session, user_id, image.id)
         if d is not None:
             if rev <= d.rev:
                 return d, False
-            d.rev, d.data, d.updated_at = rev, body, utcnow()
+            done = session.execute(
+                update(Draft).where(Draft.id == d.id, Draft.rev < rev)
+                .values(rev=rev, data=body, updated_at=utcnow()).execution_options(synchronize_session=False)
+            ).rowcount
             session.commit()
-            return d, True
+            session.refresh(d)
+            return d, bool(done)
         d = Draft(user_id=user_id, image_id=image.id, rev=rev, data=body, updated_at=utcnow())
         session.add(d)
         try:

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from .models import AnnotationStatus, Image, LabelClass, Project, User
 
 MAX_CLASSES = 255
+# the crowdsourcing settings of a project: name -> (lowest, highest) allowed value
+SETTINGS = {"overlap": (1, 50), "lock_timeout_s": (10, 7 * 24 * 3600), "gold_every": (0, 10_000), "batch_size": (0, 100_000)}
 COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
            "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000"]
@@ -73,3 +75,8 @@ def annotation_counts(session: Session, project_id: int) -> dict:
     counts = {s.value: 0 for s in AnnotationStatus}
     counts.update({status: n for status, n in rows})
     return counts
+
+
+def settings_json(project: Project) -> dict:
+    """The project's crowdsourcing settings (``SETTINGS``) as the API and the dashboard show them."""
+    return {k: getattr(project, k) for k in SETTINGS}

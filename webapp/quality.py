@@ -21,9 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import masks
-from .models import AnnotationObject, Assignment, AssignmentStatus, Image, Project
-
-DONE = (AssignmentStatus.SUBMITTED.value, AssignmentStatus.ACCEPTED.value)
+from .models import AnnotationObject, Assignment, Image, Project
+from .queue import DONE_STATUSES as DONE
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -33,7 +32,9 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union)
 
 
-def _objects(session: Session, image: Image, assignment: Assignment | None) -> list[AnnotationObject]:
+def objects_of(session: Session, image: Image, assignment: Assignment | None) -> list[AnnotationObject]:
+    """The live objects of one assignment (made by its annotator), or with ``assignment`` None
+    the objects made outside the queue (an admin's; on a gold image, the reference)."""
     q = select(AnnotationObject).where(AnnotationObject.image_id == image.id, AnnotationObject.deleted_at.is_(None))
     if assignment is None:
         q = q.where(AnnotationObject.assignment_id.is_(None))
@@ -48,17 +49,17 @@ def _decoded(o: AnnotationObject, image: Image) -> np.ndarray:
 
 def class_masks(session: Session, image: Image, assignment: Assignment | None) -> dict[int, np.ndarray]:
     out: dict[int, np.ndarray] = {}
-    for o in _objects(session, image, assignment):
+    for o in objects_of(session, image, assignment):
         m = _decoded(o, image)
         out[o.label_class_id] = out[o.label_class_id] | m if o.label_class_id in out else m
     return out
 
 
 def gold_score(session: Session, image: Image, assignment: Assignment) -> float | None:
-    ref = _objects(session, image, None)
+    ref = objects_of(session, image, None)
     if not ref:
         return None
-    mine = [(o.label_class_id, _decoded(o, image)) for o in _objects(session, image, assignment)]
+    mine = [(o.label_class_id, _decoded(o, image)) for o in objects_of(session, image, assignment)]
     scores = []
     for r in ref:
         rm = _decoded(r, image)

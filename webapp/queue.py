@@ -273,6 +273,11 @@ def update_image_status(session: Session, project: Project, image: Image, user: 
     """Submitted when every slot is submitted or accepted (gold images stay open)."""
     if image.is_gold:
         return
+    # Lock the image row before counting: when the last two slots are submitted at the same
+    # moment, the second count then sees the first (PostgreSQL, READ COMMITTED); else both
+    # would count only their own and the finished image would stay open. (SQLite serialises
+    # writing transactions anyway and ignores FOR UPDATE.)
+    session.execute(select(Image.id).where(Image.id == image.id).with_for_update())
     done = session.scalar(select(func.count()).where(Assignment.image_id == image.id,
                                                       Assignment.status.in_(DONE_STATUSES))) or 0
     if done >= max(1, project.overlap):

@@ -36,7 +36,7 @@ from .auth import current_user
 from .db import get_db
 from .models import Project
 from .permissions import event_allowed
-from .scaleout import message_queue_url
+from .scaleout import DEFAULT_CHANNEL, message_queue_url
 
 
 def room(project_id: int) -> str:
@@ -63,7 +63,7 @@ def init_app(app: Flask) -> SocketIO:
         app,
         async_mode="threading",
         message_queue=message_queue_url(app.config),
-        channel=app.config.get("SOCKETIO_CHANNEL") or "flask-socketio",
+        channel=app.config.get("SOCKETIO_CHANNEL") or DEFAULT_CHANNEL,
         logger=False,
         engineio_logger=False,
     )

@@ -32,6 +32,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .jobs_redis import DEFAULT_QUEUE
 from .precompute import JobQueue, Notify, NullJobQueue, Precompute, ThreadJobQueue
 from .storage import BlobStore
 
@@ -43,7 +44,7 @@ def env_defaults() -> dict[str, Any]:
     """The scale-out config keys' defaults, from the environment."""
     return {
         "PRECOMPUTE_WORKER": os.environ.get("PRECOMPUTE_WORKER") or "thread",
-        "PRECOMPUTE_QUEUE": os.environ.get("PRECOMPUTE_QUEUE") or "interformer-precompute",
+        "PRECOMPUTE_QUEUE": os.environ.get("PRECOMPUTE_QUEUE") or DEFAULT_QUEUE,
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "BLOB_STORE_URL": os.environ.get("BLOB_STORE_URL") or None,
         "SOCKETIO_MESSAGE_QUEUE": os.environ.get("SOCKETIO_MESSAGE_QUEUE") or None,

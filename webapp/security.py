@@ -135,8 +135,16 @@ def _check_csrf():
 
 def _check_json_size():
     limit = current_app.config.get("MAX_JSON_BYTES")
-    if limit and request.is_json and (request.content_length or 0) > int(limit):
+    if not limit or not request.is_json:
+        return None
+    if (request.content_length or 0) > int(limit):
         return _refuse(f"the JSON body is too large (limit {int(limit)} bytes)", 413, 413)
+    if request.content_length is None:
+        # A body without Content-Length (chunked): read at most one byte past the limit (werkzeug
+        # stops there), refuse it if it is longer; a body within the limit stays cached for get_json.
+        request.max_content_length = int(limit) + 1
+        if len(request.get_data(cache=True)) > int(limit):
+            return _refuse(f"the JSON body is too large (limit {int(limit)} bytes)", 413, 413)
     return None
 
 

@@ -144,10 +144,7 @@ def _verify_decoder(model, path: Path, sizes, threads: int) -> dict:
     for h, w in sizes:
         args = wrapper.example_inputs(h, w, seed=h * 7 + w)
         with torch.no_grad():
-            full = list(args[:-1])
-            if len(full) < len(model.neck.in_channels):  # F1 derived from F2 (the decoder does it too)
-                full = [model.backbone.derive_f1(full[0]), *full]
-            lg = model.decode(full, args[-1])
+            lg = model.decode(list(args[:-1]), args[-1])  # completes F1 from F2 itself where derived
         ref = (lg[:, 1:2] - lg[:, 0:1]).numpy()
         feeds = dict(zip([*wrapper.feature_names, "click_map"], (a.numpy() for a in args)))
         got = sess.run(None, feeds)[0]
@@ -172,7 +169,7 @@ def _verify_split(model, context_path: Path, click_path: Path, sizes, threads: i
     for h, w in sizes:
         args = wrapper.example_inputs(h, w, seed=h * 7 + w)
         with torch.no_grad():
-            lg = model.decode(wrapper.full_pyramid(args[:-1]), args[-1])
+            lg = model.decode(list(args[:-1]), args[-1])
         ref = (lg[:, 1:2] - lg[:, 0:1]).numpy()
         shipped = dict(zip(wrapper.feature_names, (a.numpy() for a in args[:-1])))
         ctx = dict(zip(ctx_names, ctx_sess.run(ctx_names, shipped)))

@@ -506,19 +506,6 @@ def overrides_from_feeds(session, feeds: Mapping[str, np.ndarray]) -> dict[str, 
     return out
 
 
-def decoder_input_spec(in_channels: Sequence[int] = (32, 64, 128, 256), levels: Sequence[int] | None = None) -> dict:
-    """Input/output names with symbolic shapes (H, W: the canvas) for the manifest."""
-    levels = tuple(range(len(in_channels))) if levels is None else tuple(levels)
-    inputs = [
-        {"name": FEATURE_NAMES[i], "dtype": "float32", "shape": [1, in_channels[i], f"H/{STRIDES[i]}", f"W/{STRIDES[i]}"],
-         "level": f"F{i + 1}", "channels": in_channels[i], "stride": STRIDES[i]}
-        for i in levels
-    ]
-    inputs.append({"name": CLICK_MAP_NAME, "dtype": "float32", "shape": [1, 1, "H", "W"]})
-    outputs = [{"name": OUTPUT_NAME, "dtype": "float32", "shape": [1, 1, "H/4", "W/4"]}]
-    return {"inputs": inputs, "outputs": outputs}
-
-
 def _dim_name(axis: str, stride: int) -> str:
     return axis if stride == 1 else f"{axis}_{stride}"
 

@@ -654,15 +654,26 @@ async function accept() {
     url: app.image.urls.objects,
     body: { class_id: cls.id, rle: encodeRLE(mask, h, w), clicks, time_spent: timeSpent, client_id: clientId },
   };
-  // into the outbox first: a crash or reload before the server answers loses nothing
-  await app.store?.put("outbox", { clientId, imageId: app.image.id, userId: app.userId, ...payload });
+  // into the outbox first: a crash or reload before the server answers loses nothing. If the
+  // local store fails (quota, closed), the save still goes to the server; only the crash
+  // protection is missing, and the user is told.
+  let outboxError = null;
+  try {
+    await app.store?.put("outbox", { clientId, imageId: app.image.id, userId: app.userId, ...payload });
+  } catch (e) {
+    outboxError = e;
+    console.warn("accept: the local outbox could not keep the object", e);
+  }
   // the next object starts before the save is handed over: a fast answer never sees old clicks
   await s.reset();
   startObject();
   afterSessionChange(s.current);
   o.job = saver.add(payload, { obj: o, imageId: app.image.id, clientId });
   renderObjects();
-  setStatus(`Object ${app.objects.length} (${cls.name}) accepted. Click on the next object.`);
+  setStatus(
+    `Object ${app.objects.length} (${cls.name}) accepted. Click on the next object.` +
+      (outboxError ? " (This browser could not keep a local copy: keep the page open until it is saved.)" : ""),
+  );
   return o.localId;
 }
 

@@ -173,3 +173,17 @@ def test_socket_needs_a_login(app, users):
     assert sc.emit("join_project", {"project_id": 12345}, callback=True) == {"ok": False, "error": "no project 12345"}
     assert sc.emit("join_project", {"project_id": "x"}, callback=True)["ok"] is False
     sc.disconnect()
+
+
+def test_a_username_taken_at_the_same_moment_is_a_clear_error(app, users, monkeypatch):
+    """Two sign-ups with one name: both pass the name check, the second commit hits the unique
+    index, which is an AccountError ("taken"; a 400 with a message), not a 500."""
+    from app_helpers import FAST_HASH
+
+    from webapp import accounts
+
+    monkeypatch.setattr(accounts, "find_user", lambda session, name: None)  # the other request's check passed too
+    with get_db(app).session() as s:
+        with pytest.raises(accounts.AccountError, match="taken"):
+            accounts.create_user(s, ANNOTATOR[0], "long-enough-password", "annotator", FAST_HASH)
+        assert s.query(User).filter_by(username=ANNOTATOR[0]).count() == 1  # the session is usable again

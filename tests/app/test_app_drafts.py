@@ -39,13 +39,60 @@ def test_drafts_keep_the_newest_and_are_cleared_by_submit(app, users, admin_clie
     assert login(app.test_client(), *ANNOTATOR2).put(f"/api/images/{iid}/draft", json={"rev": 1}).status_code == 409
     for body, msg in [({"clicks": []}, '"rev"'), ({"rev": -1}, '"rev"'), ({"rev": 11, "clicks": [{"x": 99, "y": 1, "positive": True, "t": 0}]}, "click 0"),
                       ({"rev": 11, "class_id": "cat"}, "class_id"), ({"rev": 11, "class_id": 99999}, "unknown label class"),
-                      ({"rev": 11, "elapsed_ms": -5}, "elapsed_ms")]:
+                      ({"rev": 11, "elapsed_ms": -5}, "elapsed_ms"), ({"rev": 11, "class_id": _other_class(admin_client)}, "unknown label class")]:
         resp = bob.put(f"/api/images/{iid}/draft", json=body)
         assert resp.status_code == 400 and msg in resp.get_json()["error"], (body, resp.get_json())
     assert bob.put(f"/api/images/{iid}/draft", data="x", content_type="text/plain").status_code == 400
     bob.put(f"/api/images/{iid}/draft", json={"rev": 12, "clicks": []})
     assert bob.post(f"/api/images/{iid}/submit").status_code == 200
     assert bob.get(f"/api/images/{iid}/draft").get_json() == {"draft": None}
+
+
+def _other_class(admin_client) -> int:
+    """A label class id of another project (not valid on this image)."""
+    return create_project(admin_client, name="Other")["classes"][0]["id"]
+
+
+def test_of_two_racing_draft_saves_the_newer_stays(app, users, admin_client, monkeypatch):
+    """Both saves read the stored draft (rev 1) before either writes; the newer (rev 3) commits
+    first, the older (rev 2) after it: the conditional update leaves rev 3."""
+    from webapp import drafts
+
+    _pid, iid = _image(app, admin_client)
+    bob = login(app.test_client(), *ANNOTATOR)
+    assert bob.put(f"/api/images/{iid}/draft", json={"rev": 1, "clicks": []}).get_json()["stored"] is True
+    read_both = threading.Barrier(2)
+    newer_done = threading.Event()
+    orig = drafts.get_draft
+
+    def racing(session, user_id, image_id):
+        d = orig(session, user_id, image_id)
+        try:
+            read_both.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return d
+
+    monkeypatch.setattr(drafts, "get_draft", racing)
+    results: dict = {}
+
+    def put(rev):
+        if rev == 2:
+            newer_done.wait(timeout=5)
+        c = login(app.test_client(), *ANNOTATOR)
+        results[rev] = c.put(f"/api/images/{iid}/draft", json={"rev": rev, "clicks": CLICKS[:rev - 1]}).get_json()
+        if rev == 3:
+            newer_done.set()
+
+    threads = [threading.Thread(target=put, args=(r,)) for r in (2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    monkeypatch.setattr(drafts, "get_draft", orig)
+    assert results[3]["stored"] is True and results[2]["stored"] is False
+    d = bob.get(f"/api/images/{iid}/draft").get_json()["draft"]
+    assert d["rev"] == 3 and len(d["clicks"]) == 2
 
 
 def test_objects_are_saved_once_per_client_id(app, users, admin_client):

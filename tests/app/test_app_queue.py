@@ -205,12 +205,50 @@ def test_overlap_submit_and_independent_work(app, users, admin_client):
         assert c.post(f"/api/images/{ids[0]}/objects",
                       json={"class": "cat", "rle": RLE, "clicks": [], "time_spent": 1}).status_code == 201
     assert len(bob.get(f"/api/images/{ids[0]}/objects").get_json()["objects"]) == 1  # his own only
+    # ... also one by one: another annotator's object is "not found", not shown
+    carols = carol.get(f"/api/images/{ids[0]}/objects").get_json()["objects"]
+    assert bob.get(f"/api/objects/{carols[0]['id']}").status_code == 404
+    assert carol.get(f"/api/objects/{carols[0]['id']}").status_code == 200
+    assert admin_client.get(f"/api/objects/{carols[0]['id']}").status_code == 200
     r = bob.post(f"/api/images/{ids[0]}/submit").get_json()
     assert r["image"]["annotation_status"] == "open" and r["assignment"]["status"] == "submitted"
     again = bob.post(f"/api/images/{ids[0]}/objects", json={"class": "cat", "rle": RLE, "clicks": [], "time_spent": 1})
     assert again.status_code == 409 and "submitted image" in again.get_json()["error"]
     assert carol.post(f"/api/images/{ids[0]}/submit").get_json()["image"]["annotation_status"] == "submitted"
     assert admin_client.get(f"/api/projects/{pid}").get_json()["project"]["annotation"] == {"open": 0, "submitted": 1}
+
+
+def test_the_last_two_slots_submitted_at_once_close_the_image(app, users, admin_client, monkeypatch):
+    """Both submits flush their slot, then meet at a barrier before counting the done slots:
+    each count must see the other's (the image row is locked first), so the image is submitted."""
+    pid, ids = _project(app, admin_client, 1, overlap=2)
+    clients = _annotators(app, 2)
+    for c in clients:
+        assert c.post(f"/api/projects/{pid}/queue/next").get_json()["image"]["id"] == ids[0]
+    barrier = threading.Barrier(2)
+    orig = queue.update_image_status
+
+    def racing(*args, **kwargs):
+        try:
+            barrier.wait(timeout=3)  # SQLite: the second writer waits for the first's commit instead
+        except threading.BrokenBarrierError:
+            pass
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "update_image_status", racing)
+    results: list = [None, None]
+
+    def submit(i):
+        results[i] = clients[i].post(f"/api/images/{ids[0]}/submit").status_code
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results == [200, 200]
+    image = admin_client.get(f"/api/images/{ids[0]}").get_json()["image"]
+    assert image["annotation_status"] == "submitted"
 
 
 def test_settings_are_checked(app, users, admin_client):
@@ -238,6 +276,7 @@ def test_gold_images_are_mixed_in_and_scored(app, users, admin_client):
     second = bob.post(f"/api/projects/{pid}/queue/next").get_json()
     assert second["image"]["id"] == gold  # one gold image after every regular one
     assert bob.get(f"/api/images/{gold}/objects").get_json()["objects"] == []  # the reference stays hidden
+    assert bob.get(f"/api/objects/{ref.get_json()['object']['id']}").status_code == 404  # by id too
     half = [H * 10, H * 2, H * 28]  # columns 10..11: 2 of the reference's 5 columns
     bob.post(f"/api/images/{gold}/objects", json={"class": "cat", "rle": {"size": [H, W], "counts": half},
                                                   "clicks": [], "time_spent": 1})
@@ -254,5 +293,7 @@ def test_gold_images_are_mixed_in_and_scored(app, users, admin_client):
     assert carol.post(f"/api/projects/{pid}/queue/next").get_json()["image"]["id"] == ids[0]
     carol.post(f"/api/images/{ids[0]}/submit")
     assert carol.post(f"/api/projects/{pid}/queue/next").get_json()["image"]["id"] == gold
-    # an image already handed out cannot become gold
+    # an image already handed out cannot become gold, and a gold image worked on stays gold
     assert admin_client.post(f"/api/images/{ids[0]}/gold", json={"gold": True}).status_code == 409
+    unmark = admin_client.post(f"/api/images/{gold}/gold", json={"gold": False})
+    assert unmark.status_code == 409 and "stays a gold image" in unmark.get_json()["error"]

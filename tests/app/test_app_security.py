@@ -350,6 +350,19 @@ def test_limits_exist_and_large_bodies_are_refused(make_app, users):
     p = create_project(admin)
     resp = upload(admin, p["id"], {"big.png": b"\0" * 60_000})
     assert resp.status_code == 413 and "too large" in resp.get_json()["error"]
+    # a JSON body sent without Content-Length (chunked) is bounded while it is read, also on
+    # a public route (nothing parsed in memory beyond the limit)
+    body = b'{"username": "' + b"x" * 5000 + b'", "password": "y"}'
+    for client, url in ((app.test_client(), "/api/auth/login"), (admin, "/api/projects")):
+        resp = client.post(url, input_stream=io.BytesIO(body), content_type="application/json",
+                           headers={"Transfer-Encoding": "chunked"},
+                           environ_overrides={"wsgi.input_terminated": True})  # as a WSGI server passes a chunked body
+        assert resp.status_code == 413 and "limit 2000 bytes" in resp.get_json()["error"], (url, resp.get_json())
+    # ... and one within the limit is read and used as usual
+    small = io.BytesIO(b'{"name": "chunked", "classes": ["a"]}')
+    resp = admin.post("/api/projects", input_stream=small, content_type="application/json",
+                      headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+    assert resp.status_code == 201, resp.get_json()
 
 
 def test_nul_characters_are_refused_with_400_not_stored(app, users, admin_client):

@@ -292,6 +292,20 @@ def test_annotate_tools_and_failed_saves(app_url, page, tmp_path):
     page.wait_for_function(f"{ann}.state().objects.length === 0")
     objs = page.evaluate(f"fetch('/api/images/{st['imageId']}/objects').then(r => r.json())")["objects"]
     assert objs == []
+
+    # the browser's local store refuses the outbox copy (quota): the object is still sent to
+    # the server, and the user is told that the crash protection is missing
+    page.evaluate("() => { window.__put = IDBObjectStore.prototype.put; IDBObjectStore.prototype.put = function () "
+                  "{ throw new DOMException('no space left', 'QuotaExceededError'); }; }")
+    page.evaluate(f"{ann}.click({cx}, {cy}, true)")
+    assert page.evaluate(f"{ann}.accept()") is not None
+    assert "could not keep a local copy" in page.text_content("#status")
+    page.evaluate("() => { IDBObjectStore.prototype.put = window.__put; }")
+    page.evaluate(f"{ann}.saved()")
+    assert [o["save"] for o in page.evaluate(f"{ann}.state()")["objects"]] == ["saved"]
+    assert len(page.evaluate(f"fetch('/api/images/{st['imageId']}/objects').then(r => r.json())")["objects"]) == 1
+    page.click("#object-list li:nth-child(1) >> text=Delete")
+    page.wait_for_function(f"{ann}.state().objects.length === 0")
     res = page.evaluate(f"{ann}.submit()")
     assert res == {"ok": True, "next": None}
     assert page.evaluate(f"{ann}.state()")["done"] is True
