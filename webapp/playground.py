@@ -105,7 +105,7 @@ def sample_pyramid(sample_id: str):
     return send_file(path, mimetype="application/octet-stream", max_age=0, conditional=True)
 
 
-@bp.get("/api/playground/<any('decoder.onnx', 'decoder.context.onnx', 'decoder.click.onnx', 'decoder.json'):name>")
+@bp.get(f"/api/playground/<any({', '.join(repr(n) for n in DECODER_FILES)}):name>")
 def decoder_file(name: str):
     path = Path(current_app.config["MODEL_DIR"]) / name
     if not path.is_file():

@@ -166,11 +166,10 @@ def _verify_split(model, context_path: Path, click_path: Path, sizes, threads: i
     import numpy as np
     import torch
 
-    from .onnx_decoder import CLICK_MAP_NAME, DecoderOnnxModel, _session, overrides_from_feeds
+    from .onnx_decoder import CLICK_MAP_NAME, DecoderOnnxModel, _session, overrides_from_feeds, split_feeds
 
     ctx_sess, click_sess = _session(context_path, threads), _session(click_path, threads)
     wrapper = DecoderOnnxModel(model)
-    ctx_names = [o.name for o in ctx_sess.get_outputs()]
     out = {}
     for h, w in sizes:
         args = wrapper.example_inputs(h, w, seed=h * 7 + w)
@@ -178,8 +177,7 @@ def _verify_split(model, context_path: Path, click_path: Path, sizes, threads: i
             lg = model.decode(list(args[:-1]), args[-1])
         ref = (lg[:, 1:2] - lg[:, 0:1]).numpy()
         shipped = dict(zip(wrapper.feature_names, (a.numpy() for a in args[:-1])))
-        ctx = dict(zip(ctx_names, ctx_sess.run(ctx_names, shipped)))
-        feeds = {i.name: ctx.get(i.name, shipped.get(i.name)) for i in click_sess.get_inputs()}
+        feeds = split_feeds(ctx_sess, click_sess, shipped)
         feeds[CLICK_MAP_NAME] = args[-1].numpy()
         out[f"{h}x{w}"] = float(np.abs(click_sess.run(None, feeds)[0] - ref).max())
         fixed = _session(click_path, threads, overrides=overrides_from_feeds(click_sess, feeds))
@@ -256,8 +254,6 @@ def export_model(
     from .onnx_decoder import (
         FEATURE_NAMES,
         dim_params,
-        DecoderClickOnnxModel,
-        DecoderContextOnnxModel,
         export_decoder,
         export_split_decoder,
         make_fp16_weights,
@@ -282,8 +278,8 @@ def export_model(
     dec_path = export_decoder(net, out / DECODER_FILE, opset=opset)
     log(f"decoder.onnx: {dec_path.stat().st_size / 1e6:.2f} MB ({time.perf_counter() - t0:.1f} s)")
     verification: dict = {"tolerance": VERIFY_TOL}
+    sizes = [(512, 512), (320, 480)] if tinyvit else [(512, 512), (320, 480), (640, 480)]  # canvases checked
     if verify:
-        sizes = [(512, 512), (320, 480)] if tinyvit else [(512, 512), (320, 480), (640, 480)]
         verification["decoder_max_abs_margin_error"] = errs = _verify_decoder(net, dec_path, sizes, threads)
         log(f"decoder check (max |ORT - torch| of the margin): {errs}")
         if max(errs.values()) > VERIFY_TOL:
@@ -292,19 +288,17 @@ def export_model(
     split_entry = None
     if split:
         t0 = time.perf_counter()
-        ctx_path, click_path = export_split_decoder(net, out / CONTEXT_FILE, out / CLICK_FILE, opset=opset)
-        log(f"{CONTEXT_FILE}: {ctx_path.stat().st_size / 1e6:.2f} MB, {CLICK_FILE}: "
-            f"{click_path.stat().st_size / 1e6:.2f} MB ({time.perf_counter() - t0:.1f} s)")
-        ctx_model, click_model = DecoderContextOnnxModel(net), DecoderClickOnnxModel(net)
+        sd = export_split_decoder(net, out / CONTEXT_FILE, out / CLICK_FILE, opset=opset)
+        log(f"{CONTEXT_FILE}: {sd.context.stat().st_size / 1e6:.2f} MB, {CLICK_FILE}: "
+            f"{sd.click.stat().st_size / 1e6:.2f} MB ({time.perf_counter() - t0:.1f} s)")
         split_entry = {
-            "context": mf.file_entry(ctx_path, inputs=list(ctx_model.feature_names),
-                                     outputs=list(ctx_model.output_names), runs="once per image"),
-            "click": mf.file_entry(click_path, inputs=list(click_model.input_names), output="logits",
+            "context": mf.file_entry(sd.context, inputs=list(sd.context_inputs), outputs=list(sd.context_outputs),
+                                     runs="once per image"),
+            "click": mf.file_entry(sd.click, inputs=list(sd.click_inputs), output="logits",
                                    runs="per click; inputs named like a context output come from the context"),
         }
         if verify:
-            sizes = [(512, 512), (320, 480)] if tinyvit else [(512, 512), (320, 480), (640, 480)]
-            verification["split_max_abs_margin_error"] = errs = _verify_split(net, ctx_path, click_path, sizes, threads)
+            verification["split_max_abs_margin_error"] = errs = _verify_split(net, sd.context, sd.click, sizes, threads)
             log(f"split decoder check (max |ORT - torch| of the margin): {errs}")
             if max(errs.values()) > VERIFY_TOL:
                 raise RuntimeError(f"exported split decoder differs from PyTorch by {max(errs.values()):.3g} > {VERIFY_TOL}")

@@ -46,6 +46,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -72,6 +73,7 @@ __all__ = [
     "dim_params",
     "export_decoder",
     "export_split_decoder",
+    "split_feeds",
     "kv_names",
     "overrides_from_feeds",
     "make_fp16_weights",
@@ -362,8 +364,9 @@ def kv_names(stage: int) -> tuple[str, str]:
     return f"k{stage + 1}", f"v{stage + 1}"
 
 
-def _kv_len_name(stage: int) -> str:
-    return f"kv{stage + 1}_len"
+def _kv_axes(stages: Sequence[int]) -> dict[str, dict[int, str]]:
+    """Dynamic axes of the keys / values of ``stages``: their token count follows the canvas."""
+    return {n: {2: f"kv{i + 1}_len"} for i in stages for n in kv_names(i)}
 
 
 class DecoderContextOnnxModel(nn.Module):
@@ -397,13 +400,9 @@ class DecoderContextOnnxModel(nn.Module):
         return tuple(out)
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        axes = {n: a for n, a in _dynamic_axes(self.feature_names).items() if n in self.feature_names}
-        if self.full.derive_f1 is not None:
-            axes["f1"] = {2: _dim_name("H", 4), 3: _dim_name("W", 4)}
-        for i in self.attended:
-            for n in kv_names(i):
-                axes[n] = {2: _kv_len_name(i)}
-        return axes
+        axes = _dynamic_axes((*self.feature_names, *self.output_names))
+        del axes[CLICK_MAP_NAME], axes[OUTPUT_NAME]
+        return axes | _kv_axes(self.attended)
 
 
 class DecoderClickOnnxModel(nn.Module):
@@ -444,19 +443,22 @@ class DecoderClickOnnxModel(nn.Module):
         return logits[:, 1:2] - logits[:, 0:1]
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        axes = {n: {2: _dim_name("H", STRIDES[i]), 3: _dim_name("W", STRIDES[i])}
-                for i, n in zip(self.click_levels, self.level_names)}
-        for i in self.attended:
-            for n in kv_names(i):
-                axes[n] = {2: _kv_len_name(i)}
-        axes[CLICK_MAP_NAME] = {2: "H", 3: "W"}
-        axes[OUTPUT_NAME] = {2: _dim_name("H", 4), 3: _dim_name("W", 4)}
-        return axes
+        return _dynamic_axes(self.level_names) | _kv_axes(self.attended)
 
     def inputs_from(self, shipped: Mapping[str, torch.Tensor | np.ndarray],
                     context: Mapping[str, torch.Tensor | np.ndarray]) -> dict:
         """This graph's feeds (without the click map) from the shipped levels and the context."""
         return {n: (context[n] if n in context else shipped[n]) for n in self.input_names if n != CLICK_MAP_NAME}
+
+
+class SplitDecoderFiles(NamedTuple):
+    """What ``export_split_decoder`` wrote: the two graphs and their input / output names."""
+
+    context: Path
+    click: Path
+    context_inputs: tuple[str, ...]
+    context_outputs: tuple[str, ...]
+    click_inputs: tuple[str, ...]
 
 
 def export_split_decoder(
@@ -465,7 +467,7 @@ def export_split_decoder(
     click_path: str | os.PathLike,
     opset: int = DEFAULT_OPSET,
     trace_hw: tuple[int, int] = (224, 352),
-) -> tuple[Path, Path]:
+) -> SplitDecoderFiles:
     """Export the split decoder: ``decoder.context.onnx`` (once per image) and
     ``decoder.click.onnx`` (per click), dynamic canvas like ``export_decoder``."""
     ctx_model, click_model = DecoderContextOnnxModel(model).eval(), DecoderClickOnnxModel(model).eval()
@@ -488,7 +490,16 @@ def export_split_decoder(
                 output_names=out_names, dynamic_axes=wrapper.dynamic_axes(), do_constant_folding=True,
             )
         paths.append(path)
-    return paths[0], paths[1]
+    return SplitDecoderFiles(paths[0], paths[1], ctx_model.feature_names, ctx_model.output_names, click_model.input_names)
+
+
+def split_feeds(context_session, click_session, shipped: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the split decoder's context on the shipped levels: the click graph's feeds (all but
+    the click map), each taken from the context's outputs or else from the shipped levels."""
+    names = [o.name for o in context_session.get_outputs()]
+    ctx = dict(zip(names, context_session.run(names, dict(shipped))))
+    return {i.name: ctx[i.name] if i.name in ctx else shipped[i.name]
+            for i in click_session.get_inputs() if i.name != CLICK_MAP_NAME}
 
 
 def overrides_from_feeds(session, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
@@ -804,10 +815,7 @@ class OnnxClickSession:
             for n, f in zip(self.feature_names, feats)
         }
         if self.context is not None:
-            names = [o.name for o in self.context.get_outputs()]
-            ctx = dict(zip(names, self.context.run(names, self.feeds)))
-            self.feeds = {i.name: ctx[i.name] if i.name in ctx else self.feeds[i.name]
-                          for i in self.session.get_inputs() if i.name != CLICK_MAP_NAME}
+            self.feeds = split_feeds(self.context, self.session, self.feeds)
         self.m = cm.new_click_map(geometry.canvas_h, geometry.canvas_w)
         self.clicks: list = []
         self.margin: np.ndarray | None = None

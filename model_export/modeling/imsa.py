@@ -172,13 +172,11 @@ class PoolingAttention(nn.Module):
         kv_in: torch.Tensor | None = None,
         kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Attention of ``x`` over ``kv_in``, or over precomputed ``kv = key_value(kv_in)``."""
+        """Attention of ``x`` over ``kv_in``, or over precomputed ``kv = key_value(kv_in)``
+        (``key_value`` and ``attend`` check the shapes)."""
         if kv is None:
-            if kv_in is None or x.dim() != 4 or kv_in.dim() != 4 or x.shape[:2] != kv_in.shape[:2]:
-                raise ValueError(
-                    f"x and kv_in must be (B, C, H, W) maps with the same B and C, got "
-                    f"{tuple(x.shape)} and {None if kv_in is None else tuple(kv_in.shape)}"
-                )
+            if kv_in is None:
+                raise ValueError("PoolingAttention needs kv_in or its precomputed kv")
             kv = self.key_value(kv_in)
         return self.attend(x, *kv)
 
